@@ -1,0 +1,57 @@
+# Set-up is part of every target: a fresh machine needs only `make demo` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build; a range-only requirement would pull a multi-GB CUDA build instead.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+DEMO_DIR := .trainops/demo
+
+.PHONY: help install prometheus demo test test-all lint bench clean
+
+help:
+	@echo "make demo   train the CNN on MNIST (falls back to bundled digits offline)"
+	@echo "make test   run the test suite (installs everything it needs)"
+	@echo "make lint   ruff";  echo "make bench  throughput benchmarks"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Prometheus from Debian's package, unpacked into the venv: no system service is started.
+prometheus: $(STAMP)
+	@if command -v prometheus >/dev/null 2>&1 || [ -x $(VENV)/bin/prometheus ]; then exit 0; fi; \
+	command -v apt-get >/dev/null || { echo "error: Prometheus is missing and apt-get is not here; install prometheus and put it on PATH"; exit 1; }; \
+	echo "Installing Prometheus from the Debian package into $(VENV)"; \
+	dir=$(VENV)/opt/prometheus; rm -rf $$dir; mkdir -p $$dir; \
+	( cd $$dir && apt-get download -q prometheus >/dev/null 2>&1 ) || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && ( cd $$dir && apt-get download -q prometheus >/dev/null 2>&1 ); } || \
+	  { echo "error: could not download the prometheus package; run 'sudo apt-get update' and retry"; exit 1; }; \
+	dpkg -x $$dir/prometheus_*.deb $$dir/root && ln -sf $$(pwd)/$$dir/root/usr/bin/prometheus $(VENV)/bin/prometheus; \
+	$(VENV)/bin/prometheus --version | head -1
+
+demo: $(STAMP)
+	@run=$(DEMO_DIR)/$$(date +%Y%m%d-%H%M%S); mkdir -p $$run; \
+	echo "Training a CNN on MNIST for 3 epochs on 2 local ranks; checkpoints and MLflow store in $$run"; \
+	cd $$run && MLFLOW_TRACKING_URI=sqlite:///mlflow.db TRAINOPS_JOB_ID=demo-cnn-mnist \
+	$(CURDIR)/$(PY) -m torch.distributed.run --standalone --nproc-per-node 2 -m training.train \
+	  --model cnn --dataset mnist --epochs 3 --fallback-dataset digits \
+	  --data-dir $(CURDIR)/data --checkpoint-dir checkpoints
+
+test: $(STAMP) prometheus
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) .trainops .pytest_cache .ruff_cache

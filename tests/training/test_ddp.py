@@ -1,0 +1,60 @@
+"""Every model trains under torchrun with two gloo ranks, and both ranks end with one model."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import run_training
+
+SMOKE_CASES = [
+    ("cnn", "digits"),
+    ("mlp", "digits"),
+    ("resnet18", "synthetic"),
+    ("gpt", "synthetic"),
+]
+
+
+@pytest.mark.parametrize(("model", "dataset"), SMOKE_CASES)
+def test_two_rank_smoke_run_ends_with_identical_weights(model: str, dataset: str, tmp_path) -> None:
+    run = run_training(
+        [
+            "--model",
+            model,
+            "--dataset",
+            dataset,
+            "--epochs",
+            "2",
+            "--smoke-test",
+            "--batch-size",
+            "64",
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+        ],
+        nproc=2,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    start = run.event("start")
+    assert start["world_size"] == 2
+    assert start["backend"] == "gloo"
+    epochs = [e for e in run.events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    done = run.event("done")
+    assert done["epochs"] == 2
+    assert len(done["weights_fingerprints"]) == 2
+    assert done["weights_in_sync"] is True
+    assert done["dataset_used"] == dataset
+    for key in ("train_loss", "val_loss", "val_accuracy", "samples_per_sec", "epoch_seconds"):
+        assert key in done["metrics"]
+    if model == "gpt":
+        assert done["metrics"]["val_perplexity"] > 1.0
+    assert (tmp_path / "ckpt" / "ckpt-epoch-000002.pt").is_file()
+
+
+def test_training_reduces_loss_and_beats_chance_on_digits(tmp_path) -> None:
+    run = run_training(
+        ["--model", "cnn", "--dataset", "digits", "--epochs", "4", "--batch-size", "64"], nproc=2
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    epochs = [e for e in run.events if e["event"] == "epoch"]
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert run.event("done")["metrics"]["val_accuracy"] > 0.9

@@ -1,0 +1,119 @@
+"""The torchrun environment, the process group, and the few collectives the Trainer needs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from training.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """What torchrun (or the Training Operator) tells each process; world of 1 without it."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    restart_count: int = 0
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> DistEnv:
+        env = os.environ if environ is None else environ
+        try:
+            values = {
+                "rank": int(env.get("RANK", 0)),
+                "local_rank": int(env.get("LOCAL_RANK", 0)),
+                "world_size": int(env.get("WORLD_SIZE", 1)),
+                "local_world_size": int(env.get("LOCAL_WORLD_SIZE", 1)),
+                "restart_count": int(env.get("TORCHELASTIC_RESTART_COUNT", 0)),
+            }
+        except ValueError as e:
+            raise ConfigError(f"bad torchrun environment ({e}); launch with torchrun") from None
+        if not 0 <= values["rank"] < values["world_size"]:
+            raise ConfigError(f"RANK {values['rank']} is outside WORLD_SIZE {values['world_size']}")
+        return cls(**values)
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(requested: str, env: DistEnv) -> torch.device:
+    """cuda:<local rank> when GPUs are asked for (or present under auto); cpu otherwise."""
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise ConfigError(
+            "--device cuda was asked for but CUDA is not available here; run on a GPU node "
+            "or use --device cpu"
+        )
+    if requested == "cpu" or not has_cuda:
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if env.local_rank >= count:
+        raise ConfigError(
+            f"{env.local_world_size} processes per node but only {count} GPU(s) here; "
+            f"use --nproc-per-node {count} or fewer"
+        )
+    return torch.device("cuda", env.local_rank)
+
+
+def init_process_group(env: DistEnv, device: torch.device) -> None:
+    if not env.distributed:
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device, timeout=timedelta(minutes=10))
+    else:
+        dist.init_process_group("gloo", timeout=timedelta(minutes=10))
+
+
+def destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def backend_name(env: DistEnv, device: torch.device) -> str:
+    if not env.distributed:
+        return "none"
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    if not dist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running stats) everywhere, so all ranks hold one model."""
+    if not dist.is_initialized():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)

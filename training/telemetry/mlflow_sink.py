@@ -1,0 +1,267 @@
+"""Rank 0's MLflow writer: one run per job, batched writes off the training thread, no loss.
+
+Every write goes to the outbox first and leaves it only once MLflow acknowledged it, so an
+unreachable server costs a warning, not metrics: they are sent, in order, when it is back (in
+this process, or in the next attempt of the job, which finds the outbox beside the checkpoints).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+import torch
+
+from training.storage import Storage
+from training.telemetry.outbox import Outbox, RunRecord
+
+log = logging.getLogger(__name__)
+
+RETRY_INTERVAL_S = 10.0
+MAX_METRICS_PER_BATCH = 1000
+_STOP = object()
+
+
+class MlflowSink:
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        experiment: str,
+        run_name: str,
+        job_id: str | None,
+        storage: Storage | None,
+    ) -> None:
+        # Fail fast when the server is down; the outbox makes retries our job, not the client's.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        # stdout carries the job's JSON progress lines; keep MLflow's "View run" banner off it.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        import mlflow
+        from mlflow.exceptions import MlflowException, RestException
+
+        self._mlflow = mlflow
+        self._errors = (MlflowException, OSError)
+        self._rest_error = RestException
+        self.client = mlflow.MlflowClient(tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.run_name = run_name
+        self.job_id = job_id
+        self.outbox = Outbox(storage)
+        self.record = RunRecord(storage)
+        self.warnings: list[str] = []
+        self._reachable = True
+        self._send_lock = threading.Lock()
+        self._wake: queue.Queue[object] = queue.Queue()
+        self._model: tuple[torch.nn.Module, torch.Tensor] | None = None
+        self._thread = threading.Thread(target=self._worker, name="mlflow-sink", daemon=True)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.record.run_id
+
+    def adopt_run(self, run_id: str) -> None:
+        """Continue the run a checkpoint names (when run.json beside it was lost)."""
+        if self.record.run_id is None:
+            self.record.run_id = run_id
+
+    def open(self, params: dict[str, str], tags: dict[str, str]) -> str | None:
+        """Queue the run's params and tags, try to deliver them now, and start the sender."""
+        self.outbox.append({"op": "status", "status": "RUNNING"})
+        self.outbox.append({"op": "params", "params": params})
+        self.outbox.append({"op": "tags", "tags": tags})
+        self._drain()
+        self._thread.start()
+        return self.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.log_points([(key, value, step) for key, value in metrics.items()])
+
+    def log_points(self, points: list[tuple[str, float, int]]) -> None:
+        """Queue (key, value, step) points as one batch; the sender thread delivers it."""
+        timestamp = int(time.time() * 1000)
+        self.outbox.append({"op": "metrics", "points": points, "timestamp": timestamp})
+        self._wake.put(None)
+
+    def log_model(self, model: torch.nn.Module, input_example: torch.Tensor) -> None:
+        """Log the final model once per job (a restarted, finished job does not log it twice)."""
+        if not self.record.model_logged:
+            self._model = (model, input_example)
+            self._wake.put(None)
+
+    def close(self, status: str, timeout_s: float = 120.0) -> list[str]:
+        """Finish the run and wait (bounded) for everything queued to be delivered."""
+        self.outbox.append({"op": "status", "status": status, "timestamp": int(time.time() * 1000)})
+        if self._thread.is_alive():
+            self._wake.put(_STOP)
+            self._thread.join(timeout_s)
+        else:
+            self._drain()
+        if len(self.outbox):
+            self.warnings.append(
+                f"MLflow at {self.tracking_uri} did not take {len(self.outbox)} pending writes; "
+                f"they wait in {self.outbox.where} and are sent when the job next runs"
+            )
+        if self._model is not None:
+            self.warnings.append(
+                "the final model was not logged to MLflow; it is in the checkpoint"
+            )
+            self._model = None
+        return self.warnings
+
+    def _worker(self) -> None:
+        while True:
+            try:
+                item = self._wake.get(timeout=RETRY_INTERVAL_S)
+            except queue.Empty:
+                item = None
+            self._drain()
+            if item is _STOP:
+                return
+
+    def _drain(self) -> bool:
+        with self._send_lock:
+            try:
+                self._ensure_run()
+            except self._errors as e:
+                self._mark_unreachable(e)
+                return False
+            while (record := self.outbox.first()) is not None:
+                try:
+                    self._send(record)
+                except self._errors as e:
+                    if self._is_unreachable(e):
+                        self._mark_unreachable(e)
+                        return False
+                    # MLflow refuses this write for good (e.g. a param changed on restart).
+                    self._warn(
+                        f"MLflow rejected a {record['op']} write ({_first_line(e)}); dropped"
+                    )
+                self.outbox.pop_first()
+            if self._model is not None and not self._deliver_model():
+                return False
+        if not self._reachable:
+            log.warning(
+                "MLflow at %s is reachable again; pending writes were sent", self.tracking_uri
+            )
+            self._reachable = True
+        return True
+
+    def _send(self, record: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        run_id = self.record.run_id
+        op = record["op"]
+        if op == "metrics":
+            metrics = [
+                Metric(k, float(v), record["timestamp"], step) for k, v, step in record["points"]
+            ]
+            # MLflow takes at most 1000 metrics per batch; resending a chunk is harmless, since
+            # MLflow ignores a point identical to one it already holds.
+            for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                self.client.log_batch(
+                    run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH]
+                )
+        elif op == "params":
+            params = [Param(k, v) for k, v in record["params"].items()]
+            self.client.log_batch(run_id, params=params)
+        elif op == "tags":
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in record["tags"].items()])
+        elif op == "status" and record["status"] == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        elif op == "status":
+            self.client.set_terminated(run_id, record["status"], end_time=record["timestamp"])
+
+    def _deliver_model(self) -> bool:
+        try:
+            self._send_model(*self._model)
+        except self._errors as e:
+            if self._is_unreachable(e):
+                self._mark_unreachable(e)
+                return False
+            self._warn(f"the final model could not be logged to MLflow ({_first_line(e)})")
+        except RuntimeError as e:  # torch.export could not trace the model
+            self._warn(f"the final model could not be exported for MLflow ({_first_line(e)})")
+        self._model = None
+        return True
+
+    def _is_unreachable(self, error: BaseException) -> bool:
+        """Connection trouble or a server-side failure, worth retrying; anything else is final."""
+        if isinstance(error, OSError):
+            return True
+        if isinstance(error, self._rest_error):
+            return error.get_http_status_code() >= 500
+        return str(error).startswith("API request to")
+
+    def _warn(self, message: str) -> None:
+        log.warning(message)
+        self.warnings.append(message)
+
+    def _send_model(self, model: torch.nn.Module, input_example: torch.Tensor) -> None:
+        from mlflow.models import infer_signature
+
+        with torch.no_grad():
+            output = model(input_example)
+        self._mlflow.pytorch.log_model(
+            model,
+            name="model",
+            input_example=input_example,
+            signature=infer_signature(input_example.numpy(), output.numpy()),
+            serialization_format="pt2",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            run_id=self.record.run_id,
+        )
+        self.record.model_logged = True
+        self.record.save()
+
+    def _ensure_run(self) -> None:
+        if self.record.run_id is not None:
+            return
+        experiment_id = self._experiment_id()
+        run = None
+        if self.job_id:
+            found = self.client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.`trainops.job_id` = '{self.job_id}'",
+                max_results=1,
+                order_by=["attributes.start_time DESC"],
+            )
+            run = found[0] if found else None
+        if run is None:
+            tags = {"trainops.job_id": self.job_id} if self.job_id else {}
+            run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
+        self.record.run_id = run.info.run_id
+        self.record.save()
+
+    def _experiment_id(self) -> str:
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(self.experiment)
+        except self._rest_error:
+            # Another job created it in the meantime.
+            experiment = self.client.get_experiment_by_name(self.experiment)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def _mark_unreachable(self, error: BaseException) -> None:
+        if self._reachable:
+            message = (
+                f"MLflow at {self.tracking_uri} is unreachable ({_first_line(error)}); training "
+                f"goes on and metrics wait in {self.outbox.where}"
+            )
+            self._warn(message)
+        self._reachable = False
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__

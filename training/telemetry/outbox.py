@@ -1,0 +1,78 @@
+"""A durable FIFO of MLflow writes that MLflow has not acknowledged yet.
+
+It lives beside the checkpoints (mlflow_outbox.jsonl), so metrics survive an MLflow outage and a
+restart of the job alike; `run.json` beside it remembers which MLflow run the job writes to.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from training.storage import Storage
+
+OUTBOX_FILE = "mlflow_outbox.jsonl"
+RUN_FILE = "mlflow_run.json"
+
+
+class Outbox:
+    def __init__(self, storage: Storage | None) -> None:
+        self.storage = storage
+        self._lock = threading.Lock()
+        self._records: list[dict[str, Any]] = []
+        if storage is not None and storage.exists(OUTBOX_FILE):
+            lines = storage.read_bytes(OUTBOX_FILE).decode().splitlines()
+            self._records = [json.loads(line) for line in lines if line.strip()]
+
+    @property
+    def where(self) -> str:
+        return (
+            self.storage.describe(OUTBOX_FILE) if self.storage else "memory (no --checkpoint-dir)"
+        )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._records.append(record)
+            self._persist()
+
+    def first(self) -> dict[str, Any] | None:
+        with self._lock:
+            return self._records[0] if self._records else None
+
+    def pop_first(self) -> None:
+        with self._lock:
+            del self._records[:1]
+            self._persist()
+
+    def _persist(self) -> None:
+        if self.storage is None:
+            return
+        if not self._records:
+            self.storage.delete(OUTBOX_FILE)
+            return
+        blob = "".join(json.dumps(r) + "\n" for r in self._records).encode()
+        self.storage.write_atomic(OUTBOX_FILE, lambda f: f.write(blob))
+
+
+class RunRecord:
+    """Which MLflow run this job writes to, and whether its final model was logged."""
+
+    def __init__(self, storage: Storage | None) -> None:
+        self.storage = storage
+        self.run_id: str | None = None
+        self.model_logged = False
+        if storage is not None and storage.exists(RUN_FILE):
+            data = json.loads(storage.read_bytes(RUN_FILE))
+            self.run_id = data.get("run_id")
+            self.model_logged = bool(data.get("model_logged", False))
+
+    def save(self) -> None:
+        if self.storage is None:
+            return
+        blob = json.dumps({"run_id": self.run_id, "model_logged": self.model_logged}).encode()
+        self.storage.write_atomic(RUN_FILE, lambda f: f.write(blob))

@@ -1,0 +1,29 @@
+"""Telemetry settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from training.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    mlflow_tracking_uri: str | None = None
+    job_id: str | None = None
+    """trainops.job_id, set by whoever launched the job (the local backend, a manifest)."""
+    metrics_port: int | None = None
+    """Base port of the Prometheus exporter; each rank listens on metrics_port + LOCAL_RANK."""
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> TelemetrySettings:
+        env = os.environ if environ is None else environ
+        port = env.get("TRAINOPS_METRICS_PORT") or None
+        if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
+            raise ConfigError(f"TRAINOPS_METRICS_PORT={port!r} is not a port; use e.g. 9400")
+        return cls(
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+            job_id=env.get("TRAINOPS_JOB_ID") or None,
+            metrics_port=int(port) if port else None,
+        )
