@@ -71,11 +71,21 @@ def resolve_device(requested: str, env: DistEnv) -> torch.device:
 def init_process_group(env: DistEnv, device: torch.device) -> None:
     if not env.distributed:
         return
+    backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device, timeout=timedelta(minutes=10))
-    else:
-        dist.init_process_group("gloo", timeout=timedelta(minutes=10))
+    store, rank, world_size = next(dist.rendezvous("env://"))
+    # torchrun's agent keeps one store across restarts; without a per-attempt prefix a restarted
+    # worker can read the previous attempt's (dead) peer addresses and fail to connect.
+    store = dist.PrefixStore(f"trainops/attempt-{env.restart_count}", store)
+    dist.init_process_group(
+        backend,
+        store=store,
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(minutes=10),
+        device_id=device if device.type == "cuda" else None,
+    )
 
 
 def destroy_process_group() -> None:

@@ -208,6 +208,10 @@ class MlflowSink:
 
         with torch.no_grad():
             output = model(input_example)
+        # log_model files the model under the fluent API's experiment: point it at the run's.
+        run = self.client.get_run(self.record.run_id)
+        self._mlflow.set_tracking_uri(self.tracking_uri)
+        self._mlflow.set_experiment(experiment_id=run.info.experiment_id)
         self._mlflow.pytorch.log_model(
             model,
             name="model",

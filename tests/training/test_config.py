@@ -1,0 +1,160 @@
+"""Bad input of every kind: one line that says the fix, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+
+from tests.support import run_training
+from training.train import main
+
+
+def run_main(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse reports bad flags by exiting
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+BAD_FLAGS = [
+    (["--epochs", "0"], "--epochs must be a positive integer"),
+    (["--epochs", "-3"], "--epochs must be a positive integer"),
+    (["--epochs", "three"], "invalid int value"),
+    (["--model", "transformer-xl"], "invalid choice"),
+    (["--dataset", "imagenet"], "invalid choice"),
+    (["--lr", "-0.1"], "--lr -0.1 is out of range"),
+    (["--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["--batch-size", "100000"], "larger than the 512 training samples"),
+    (["--device", "cuda"], "CUDA is not available"),
+    (["--model", "gpt"], "trains on token data"),
+    (["--fallback-dataset", "digits"], "is the dataset already asked for"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be a positive integer"),
+    (["--val-fraction", "0.9"], "--val-fraction 0.9 must be in (0, 0.5)"),
+    (["--checkpoint-dir", "ftp://host/x"], "only local paths and s3:// URLs"),
+    (["--checkpoint-dir", "s3://"], "names no bucket"),
+    (["--activation-checkpointing"], "applies to --model gpt only"),
+    (["--unknown-flag"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_FLAGS)
+def test_bad_flag_exits_2_with_one_line_and_writes_nothing(extra, message, tmp_path) -> None:
+    if extra == ["--device", "cuda"] and _cuda_available():
+        pytest.skip("this machine has CUDA")
+    checkpoints = tmp_path / "ckpt"
+    argv = ["--model", "cnn", "--dataset", "digits", "--smoke-test", "--epochs", "1"]
+    if "--checkpoint-dir" not in extra:
+        argv += ["--checkpoint-dir", str(checkpoints)]
+    code, out, err = run_main(argv + extra)  # the later flag wins
+    assert code == 2
+    assert err.count("\n") == 1, err
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err
+    assert out == ""
+    assert not checkpoints.exists()
+
+
+def test_unreadable_data_dir_is_refused(tmp_path) -> None:
+    not_a_dir = tmp_path / "data"
+    not_a_dir.write_text("oops")
+    code, _, err = run_main(["--model", "cnn", "--dataset", "mnist", "--data-dir", str(not_a_dir)])
+    assert code == 2
+    assert "is not a directory" in err
+
+
+def test_missing_dataset_without_fallback_names_the_fix(tmp_path) -> None:
+    code, out, err = run_main(
+        [
+            "--model",
+            "cnn",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--no-download",
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+        ]
+    )
+    assert code == 2
+    assert "mnist is not available" in err and "--fallback-dataset digits" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "data").exists() and not (tmp_path / "ckpt").exists()
+
+
+def test_batch_that_does_not_split_over_ranks_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "0")
+    code, _, err = run_main(["--model", "cnn", "--dataset", "digits", "--batch-size", "64"])
+    assert code == 2
+    assert "use a multiple of 3" in err
+
+
+def test_bad_metrics_port_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("TRAINOPS_METRICS_PORT", "ninety")
+    code, _, err = run_main(["--model", "cnn", "--dataset", "digits", "--smoke-test"])
+    assert code == 2
+    assert "TRAINOPS_METRICS_PORT" in err
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path) -> None:
+    checkpoints = str(tmp_path / "ckpt")
+    first = run_training(
+        [
+            "--model",
+            "mlp",
+            "--dataset",
+            "digits",
+            "--smoke-test",
+            "--epochs",
+            "1",
+            "--checkpoint-dir",
+            checkpoints,
+        ]
+    )
+    assert first.returncode == 0, first.stderr
+    code, _, err = run_main(
+        [
+            "--model",
+            "cnn",
+            "--dataset",
+            "digits",
+            "--smoke-test",
+            "--epochs",
+            "2",
+            "--checkpoint-dir",
+            checkpoints,
+        ]
+    )
+    assert code == 2
+    assert "holds a mlp trained on digits" in err and "fresh --checkpoint-dir" in err
+
+
+def test_real_process_exits_2_without_traceback(tmp_path) -> None:
+    run = run_training(
+        [
+            "--model",
+            "cnn",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "0",
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+        ]
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == ["error: --epochs must be a positive integer, got 0"]
+    assert run.stdout_lines == []
+    assert not (tmp_path / "ckpt").exists()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,147 @@
+"""A real `mlflow server` receives params, metrics, tags and the model; outages lose nothing."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import mlflow
+
+from tests.support import clean_env, free_port, run_training
+from training.config import TrainConfig
+from training.data import load_dataset
+
+
+def job_env(tracking_uri: str, job_id: str) -> dict[str, str]:
+    return clean_env(MLFLOW_TRACKING_URI=tracking_uri, TRAINOPS_JOB_ID=job_id)
+
+
+def runs_of(client, job_id: str, experiment: str):
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return client.search_runs([found.experiment_id], f"tags.`trainops.job_id` = '{job_id}'")
+
+
+def test_run_gets_config_metrics_tags_and_model(mlflow_url, mlflow_client, tmp_path: Path) -> None:
+    job_id = f"cnn-digits-{uuid.uuid4().hex[:4]}"
+    run = run_training(
+        [
+            "--model",
+            "cnn",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "2",
+            "--smoke-test",
+            "--batch-size",
+            "64",
+            "--log-every",
+            "2",
+            "--experiment",
+            "test-mlflow",
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+        ],
+        nproc=2,
+        env=job_env(mlflow_url, job_id),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    done = run.event("done")
+    runs = runs_of(mlflow_client, job_id, "test-mlflow")
+    assert [r.info.run_id for r in runs] == [done["mlflow_run_id"]]
+    mlflow_run = runs[0]
+    assert mlflow_run.info.status == "FINISHED"
+
+    params = mlflow_run.data.params
+    assert params["model"] == "cnn" and params["epochs"] == "2" and params["batch_size"] == "64"
+    assert set(params) >= {"lr", "seed", "precision", "checkpoint_dir", "smoke_test"}
+
+    tags = mlflow_run.data.tags
+    assert tags["trainops.world_size"] == "2"
+    assert tags["trainops.backend"] == "gloo"
+    assert tags["trainops.device"] == "cpu"
+    assert tags["dataset.used"] == "digits"
+    assert tags["trainops.job_id"] == job_id
+
+    epochs = [e for e in run.events if e["event"] == "epoch"]
+    for key in ("train_loss", "val_loss", "val_accuracy", "samples_per_sec", "epoch_seconds"):
+        history = mlflow_client.get_metric_history(mlflow_run.info.run_id, key)
+        assert [m.step for m in history] == [1, 2]
+        for point, event in zip(history, epochs, strict=True):
+            assert abs(point.value - event[key]) < 1e-5
+    steps = mlflow_client.get_metric_history(mlflow_run.info.run_id, "train_loss_step")
+    assert [m.step for m in steps] == list(range(2, 17, 2))  # 8 steps an epoch, every 2nd
+
+    models = mlflow_client.search_logged_models(experiment_ids=[mlflow_run.info.experiment_id])
+    logged = [m for m in models if m.source_run_id == mlflow_run.info.run_id]
+    assert len(logged) == 1
+    mlflow.set_tracking_uri(mlflow_url)
+    model = mlflow.pytorch.load_model(f"models:/{logged[0].model_id}")
+    digits = load_dataset(TrainConfig(model="cnn", dataset="digits", epochs=1)).dataset
+    logits = model(digits.val.inputs[:5])
+    assert logits.shape == (5, 10)
+
+
+def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
+    mlflow_url, mlflow_client, tmp_path: Path
+) -> None:
+    job_id = f"mlp-digits-{uuid.uuid4().hex[:4]}"
+    checkpoints = tmp_path / "ckpt"
+    args = [
+        "--model",
+        "mlp",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--smoke-test",
+        "--experiment",
+        "test-outage",
+        "--checkpoint-dir",
+        str(checkpoints),
+    ]
+    down = run_training(args, env=job_env(f"http://127.0.0.1:{free_port()}", job_id))
+    assert down.returncode == 0, down.stderr[-3000:]
+    done = down.event("done")
+    assert done["mlflow_run_id"] is None
+    assert any("unreachable" in w for w in done["warnings"])
+    assert (checkpoints / "mlflow_outbox.jsonl").is_file()
+
+    # The job runs again (a restart) with MLflow back: the outbox is delivered, in order.
+    back = run_training(args, env=job_env(mlflow_url, job_id))
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert back.event("resumed")["from_epoch"] == 2
+    assert not (checkpoints / "mlflow_outbox.jsonl").exists()
+    runs = runs_of(mlflow_client, job_id, "test-outage")
+    assert len(runs) == 1
+    history = mlflow_client.get_metric_history(runs[0].info.run_id, "val_accuracy")
+    recorded = [e["val_accuracy"] for e in down.events if e["event"] == "epoch"]
+    assert [m.step for m in history] == [1, 2]
+    assert [round(m.value, 6) for m in history] == recorded
+    assert runs[0].info.status == "FINISHED"
+
+
+def test_fallback_is_tagged_on_the_run(mlflow_url, mlflow_client, tmp_path: Path) -> None:
+    job_id = f"cnn-mnist-{uuid.uuid4().hex[:4]}"
+    run = run_training(
+        [
+            "--model",
+            "cnn",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tmp_path),
+            "--no-download",
+            "--fallback-dataset",
+            "digits",
+            "--smoke-test",
+            "--experiment",
+            "test-fallback",
+        ],
+        env=job_env(mlflow_url, job_id),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    tags = mlflow_client.get_run(run.event("done")["mlflow_run_id"]).data.tags
+    assert tags["dataset.used"] == "digits" and tags["dataset.requested"] == "mnist"
+    assert "mnist is not available" in tags["dataset.fallback_reason"]
