@@ -45,6 +45,7 @@ demo: $(STAMP)
 	  --data-dir $(CURDIR)/data --checkpoint-dir checkpoints
 
 test: $(STAMP) prometheus
+	$(VENV)/bin/ruff check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 lint: $(STAMP)

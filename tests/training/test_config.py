@@ -81,6 +81,7 @@ def test_missing_dataset_without_fallback_names_the_fix(tmp_path) -> None:
             str(tmp_path / "ckpt"),
         ]
     )
+    assert out == ""
     assert code == 2
     assert "mnist is not available" in err and "--fallback-dataset digits" in err
     assert err.count("\n") == 1
