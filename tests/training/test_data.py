@@ -240,3 +240,50 @@ def test_s3_data_and_checkpoints_resume(s3, tmp_path: Path) -> None:
 
     listed = bucket.get_file_info(fs.FileSelector("datasets/runs/job-1"))
     assert {info.base_name for info in listed} >= {"ckpt-epoch-000001.pt", "ckpt-epoch-000002.pt"}
+
+
+def cifar_batch(count: int, seed: int) -> bytes:
+    import pickle
+
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (count, 3072), generator=generator, dtype=torch.uint8)
+    labels = torch.randint(0, 10, (count,), generator=generator).tolist()
+    return pickle.dumps({b"data": pixels.numpy(), b"labels": labels, b"batch_label": b"x"})
+
+
+def test_cifar10_archive_unpacks_and_loads(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from training.data.cifar import CIFAR10, _unpack_archive
+    from training.storage import open_storage
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for i, name in enumerate([*(f"data_batch_{k}" for k in range(1, 6)), "test_batch"]):
+            blob = cifar_batch(20, seed=i)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+        evil = tarfile.TarInfo("../../escape")  # members outside the known names are ignored
+        evil.size = 1
+        tar.addfile(evil, io.BytesIO(b"x"))
+    target = open_storage(str(tmp_path / "data" / "cifar10" / "cifar-10-batches-py"))
+    _unpack_archive(CIFAR10.downloads[0], archive.getvalue(), target)
+    assert sorted(target.list()) == sorted(CIFAR10.required)
+    assert not (tmp_path / "escape").exists()
+
+    loaded = load_dataset(
+        config(model="resnet18", dataset="cifar10", data_dir=str(tmp_path / "data"), download=False)
+    )
+    data = loaded.dataset
+    assert data.sample_shape == (3, 32, 32) and data.horizontal_flip
+    assert len(data.train) + len(data.val) == 100 and len(data.test) == 20
+    first = torch.as_tensor(pickle_rows(cifar_batch(20, seed=5)))
+    assert torch.equal(data.test.inputs.reshape(20, -1), first)
+
+
+def pickle_rows(blob: bytes):
+    import pickle
+
+    return pickle.loads(blob)[b"data"]

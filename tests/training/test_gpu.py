@@ -18,8 +18,21 @@ pytestmark = [
 
 def test_nccl_ddp_trains_with_bf16_and_the_data_on_the_gpu() -> None:
     gpus = torch.cuda.device_count()
-    run = run_training(["--model", "cnn", "--dataset", "synthetic", "--epochs", "2",
-                        "--synthetic-samples", "20000", "--batch-size", str(256 * gpus)], nproc=gpus)
+    run = run_training(
+        [
+            "--model",
+            "cnn",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "2",
+            "--synthetic-samples",
+            "20000",
+            "--batch-size",
+            str(256 * gpus),
+        ],
+        nproc=gpus,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     start = run.event("start")
     assert start["backend"] == ("nccl" if gpus > 1 else "none")
@@ -30,18 +43,28 @@ def test_nccl_ddp_trains_with_bf16_and_the_data_on_the_gpu() -> None:
 
 def test_gpu_utilization_and_memory_are_exported() -> None:
     port = free_port()
-    run = TrainingRun(["--model", "resnet18", "--dataset", "synthetic", "--epochs", "50",
-                       "--synthetic-samples", "20000"],
-                      env=clean_env(TRAINOPS_METRICS_PORT=str(port), TRAINOPS_JOB_ID=uuid.uuid4().hex))
+    run = TrainingRun(
+        [
+            "--model",
+            "resnet18",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "50",
+            "--synthetic-samples",
+            "20000",
+        ],
+        env=clean_env(TRAINOPS_METRICS_PORT=str(port), TRAINOPS_JOB_ID=uuid.uuid4().hex),
+    )
     try:
         run.wait_for_event("epoch")
 
-        def scrape() -> str:
+        def gpu_metrics() -> str | None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-                return response.read().decode()
+                text = response.read().decode()
+            return text if "trainops_gpu_memory_bytes" in text else None
 
-        body = wait_for(lambda: (text := scrape()) if "trainops_gpu_memory_bytes" in text else None,
-                        timeout=30, what="GPU metrics")
+        body = wait_for(gpu_metrics, timeout=30, what="GPU metrics")
         assert "trainops_gpu_utilization_ratio" in body
     finally:
         run.kill()

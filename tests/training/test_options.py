@@ -10,8 +10,20 @@ from tests.support import run_training
 
 
 def test_gpt_with_bf16_and_activation_checkpointing(tmp_path: Path) -> None:
-    run = run_training(["--model", "gpt", "--dataset", "synthetic", "--smoke-test", "--epochs", "2",
-                        "--precision", "bf16", "--activation-checkpointing"])
+    run = run_training(
+        [
+            "--model",
+            "gpt",
+            "--dataset",
+            "synthetic",
+            "--smoke-test",
+            "--epochs",
+            "2",
+            "--precision",
+            "bf16",
+            "--activation-checkpointing",
+        ]
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.event("start")["precision"] == "bf16"
     epochs = [e for e in run.events if e["event"] == "epoch"]
@@ -22,7 +34,15 @@ def test_gpt_with_bf16_and_activation_checkpointing(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_compiled_training_checkpoints_resume_without_compile(tmp_path: Path) -> None:
     checkpoints = str(tmp_path / "ckpt")
-    args = ["--model", "mlp", "--dataset", "digits", "--smoke-test", "--checkpoint-dir", checkpoints]
+    args = [
+        "--model",
+        "mlp",
+        "--dataset",
+        "digits",
+        "--smoke-test",
+        "--checkpoint-dir",
+        checkpoints,
+    ]
     compiled = run_training([*args, "--epochs", "1", "--compile"])
     assert compiled.returncode == 0, compiled.stderr[-3000:]
     eager = run_training([*args, "--epochs", "2"])
