@@ -11,11 +11,13 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from training.config import TrainConfig, parse_config
+from training.data import LoadedDataset, load_dataset
 from training.distributed import (
     DistEnv,
     backend_name,
@@ -24,8 +26,33 @@ from training.distributed import (
     resolve_device,
 )
 from training.errors import ConfigError
+from training.telemetry.settings import TelemetrySettings
 
 log = logging.getLogger("training")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job: what to train, where, on what data. Building one writes nothing."""
+
+    cfg: TrainConfig
+    env: DistEnv
+    settings: TelemetrySettings
+    device: torch.device
+    data: LoadedDataset
+    started: float
+
+    @property
+    def job_id(self) -> str:
+        return self.settings.job_id or self.cfg.run_name or f"{self.cfg.model}-{self.data.used}"
+
+    @property
+    def device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+
+    @property
+    def backend(self) -> str:
+        return backend_name(self.env, self.device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,22 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = DistEnv.from_environ()
         _configure_logging(env)
-        cfg = parse_config(argv)
-        return _run(cfg, env)
+        job = prepare(parse_config(argv), env)
+        return run(job)
     except ConfigError as e:
         if env is None or env.is_main:
             print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
 
 
-def _run(cfg: TrainConfig, env: DistEnv) -> int:
-    from training.checkpoint import CheckpointManager
-    from training.data import load_dataset
-    from training.telemetry.progress import Progress
-    from training.telemetry.prometheus import build_exporter
-    from training.telemetry.settings import TelemetrySettings
-    from training.trainer import Telemetry, Trainer, resolve_precision
-
+def prepare(cfg: TrainConfig, env: DistEnv) -> Job:
+    """Every check that needs no process group: settings, device, data, batch size."""
     started = time.time()
     settings = TelemetrySettings.from_environ()
     if cfg.batch_size % env.world_size:
@@ -57,73 +78,64 @@ def _run(cfg: TrainConfig, env: DistEnv) -> int:
             f"use a multiple of {env.world_size}"
         )
     device = resolve_device(cfg.device, env)
-    loaded = load_dataset(cfg)
-    train_size = len(loaded.dataset.train)
+    data = load_dataset(cfg)
+    train_size = len(data.dataset.train)
     if cfg.batch_size > train_size:
         raise ConfigError(
             f"--batch-size {cfg.batch_size} is larger than the {train_size} training samples of "
-            f"{loaded.used}; use --batch-size {train_size} or less"
+            f"{data.used}; use --batch-size {train_size} or less"
         )
+    return Job(cfg=cfg, env=env, settings=settings, device=device, data=data, started=started)
 
+
+def run(job: Job) -> int:
+    from training.checkpoint import CheckpointManager
+    from training.telemetry.progress import Progress
+    from training.telemetry.prometheus import build_exporter
+    from training.trainer import Telemetry, Trainer
+
+    cfg, env = job.cfg, job.env
     progress = Progress(enabled=env.is_main)
     warnings: list[str] = []
-    if loaded.fallback_reason is not None:
+    if job.data.fallback_reason is not None:
         notice = (
-            f"WARNING: dataset {loaded.requested} is not available, so this job trains on "
-            f"{loaded.used} instead (--fallback-dataset). Reason: {loaded.fallback_reason}"
+            f"WARNING: dataset {job.data.requested} is not available, so this job trains on "
+            f"{job.data.used} instead (--fallback-dataset). Reason: {job.data.fallback_reason}"
         )
         progress.notice(notice)
         warnings.append(notice)
-    if device.type == "cuda":
+    if job.device.type == "cuda":
         torch.backends.cuda.matmul.fp32_precision = "tf32"
         torch.backends.cudnn.conv.fp32_precision = "tf32"
         torch.backends.cudnn.benchmark = True
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    init_process_group(env, device)
-    job_id = settings.job_id or cfg.run_name or f"{cfg.model}-{loaded.used}"
+    init_process_group(env, job.device)
     checkpoints = (
         CheckpointManager(cfg.checkpoint_dir, keep=cfg.keep_checkpoints)
         if cfg.checkpoint_dir
         else None
     )
-    sink = None
+    sink = _mlflow_sink(job, checkpoints) if env.is_main else None
     trainer = None
     status = "FAILED"
     result: dict[str, Any] = {}
     try:
-        if env.is_main and settings.mlflow_tracking_uri:
-            sink = _mlflow_sink(cfg, settings, checkpoints)
         exporter = build_exporter(
-            settings.metrics_port,
+            job.settings.metrics_port,
             local_rank=env.local_rank,
             rank=env.rank,
-            job_id=job_id,
-            device=device,
+            job_id=job.job_id,
+            device=job.device,
         )
         telemetry = Telemetry(progress=progress, exporter=exporter, mlflow=sink)
         trainer = Trainer(
-            cfg, env, device, loaded.dataset, telemetry=telemetry, checkpoints=checkpoints
+            cfg, env, job.device, job.data.dataset, telemetry=telemetry, checkpoints=checkpoints
         )
         resumed_from = trainer.restore()
         if sink is not None:
-            sink.open(cfg.to_params(), _run_tags(cfg, env, device, loaded, job_id, trainer))
-        progress.emit(
-            "start",
-            world_size=env.world_size,
-            device=_device_name(device),
-            backend=backend_name(env, device),
-            precision=resolve_precision(cfg.precision, device),
-            dataset_used=loaded.used,
-            dataset_requested=loaded.requested,
-            train_samples=train_size,
-            val_samples=len(loaded.dataset.val),
-            steps_per_epoch=trainer.steps_per_epoch,
-            data_on_device=trainer.train_data.resident,
-            restart_count=env.restart_count,
-            mlflow_run_id=trainer.mlflow_run_id,
-            job_id=job_id,
-        )
+            sink.open(cfg.to_params(), _run_tags(job, trainer.precision))
+        progress.emit("start", **_start_fields(job, trainer))
         if resumed_from is not None:
             progress.emit(
                 "resumed",
@@ -143,17 +155,17 @@ def _run(cfg: TrainConfig, env: DistEnv) -> int:
             trainer.close()
         destroy_process_group()
 
-    if not result.get("weights_in_sync", True):
+    if not result["weights_in_sync"]:
         warnings.append(
             "ranks ended with different weights: " + ", ".join(result["weights_fingerprints"])
         )
     progress.emit(
         "done",
         mlflow_run_id=sink.run_id if sink else None,
-        dataset_used=loaded.used,
-        dataset_requested=loaded.requested,
-        fallback=loaded.fallback_reason is not None,
-        duration_s=round(time.time() - started, 3),
+        dataset_used=job.data.used,
+        dataset_requested=job.data.requested,
+        fallback=job.data.fallback_reason is not None,
+        duration_s=round(time.time() - job.started, 3),
         checkpoint_dir=cfg.checkpoint_dir,
         warnings=warnings,
         **result,
@@ -161,40 +173,56 @@ def _run(cfg: TrainConfig, env: DistEnv) -> int:
     return 0
 
 
-def _mlflow_sink(cfg, settings, checkpoints):
+def _start_fields(job: Job, trainer: Any) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "world_size": job.env.world_size,
+        "restart_count": job.env.restart_count,
+        "device": job.device_name,
+        "backend": job.backend,
+        "precision": trainer.precision,
+        "dataset_used": job.data.used,
+        "dataset_requested": job.data.requested,
+        "train_samples": len(job.data.dataset.train),
+        "val_samples": len(job.data.dataset.val),
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "data_on_device": trainer.train_data.resident,
+        "mlflow_run_id": trainer.mlflow_run_id,
+    }
+
+
+def _mlflow_sink(job: Job, checkpoints: Any) -> Any:
+    if not job.settings.mlflow_tracking_uri:
+        return None
     try:
         from training.telemetry.mlflow_sink import MlflowSink
     except ImportError:
         log.warning("MLFLOW_TRACKING_URI is set but mlflow is not installed; pip install mlflow")
         return None
     return MlflowSink(
-        settings.mlflow_tracking_uri,
-        experiment=cfg.experiment,
-        run_name=cfg.run_name or settings.job_id or f"{cfg.model}-{cfg.dataset}",
-        job_id=settings.job_id,
+        job.settings.mlflow_tracking_uri,
+        experiment=job.cfg.experiment,
+        run_name=job.cfg.run_name or job.job_id,
+        job_id=job.settings.job_id,
         storage=checkpoints.storage if checkpoints else None,
     )
 
 
-def _run_tags(cfg, env, device, loaded, job_id, trainer) -> dict[str, str]:
+def _run_tags(job: Job, precision: str) -> dict[str, str]:
     tags = {
-        "trainops.job_id": job_id,
-        "trainops.world_size": str(env.world_size),
-        "trainops.device": _device_name(device),
-        "trainops.backend": backend_name(env, device),
-        "trainops.precision": trainer.precision,
-        "trainops.restarts": str(env.restart_count),
-        "dataset.requested": loaded.requested,
-        "dataset.used": loaded.used,
-        "model": cfg.model,
+        "trainops.job_id": job.job_id,
+        "trainops.world_size": str(job.env.world_size),
+        "trainops.device": job.device_name,
+        "trainops.backend": job.backend,
+        "trainops.precision": precision,
+        "trainops.restarts": str(job.env.restart_count),
+        "dataset.requested": job.data.requested,
+        "dataset.used": job.data.used,
+        "model": job.cfg.model,
     }
-    if loaded.fallback_reason is not None:
-        tags["dataset.fallback_reason"] = loaded.fallback_reason[:5000]
+    if job.data.fallback_reason is not None:
+        tags["dataset.fallback_reason"] = job.data.fallback_reason[:5000]
     return tags
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _configure_logging(env: DistEnv) -> None:

@@ -103,8 +103,8 @@ def test_bad_metrics_port_is_refused(monkeypatch) -> None:
     assert "TRAINOPS_METRICS_PORT" in err
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path) -> None:
-    checkpoints = str(tmp_path / "ckpt")
+def test_checkpoint_of_another_model_is_refused(tmp_path, monkeypatch) -> None:
+    checkpoints = tmp_path / "ckpt"
     first = run_training(
         [
             "--model",
@@ -115,10 +115,12 @@ def test_checkpoint_of_another_model_is_refused(tmp_path) -> None:
             "--epochs",
             "1",
             "--checkpoint-dir",
-            checkpoints,
+            str(checkpoints),
         ]
     )
     assert first.returncode == 0, first.stderr
+    before = sorted(p.name for p in checkpoints.iterdir())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # would queue writes
     code, _, err = run_main(
         [
             "--model",
@@ -129,11 +131,12 @@ def test_checkpoint_of_another_model_is_refused(tmp_path) -> None:
             "--epochs",
             "2",
             "--checkpoint-dir",
-            checkpoints,
+            str(checkpoints),
         ]
     )
     assert code == 2
     assert "holds a mlp trained on digits" in err and "fresh --checkpoint-dir" in err
+    assert sorted(p.name for p in checkpoints.iterdir()) == before  # no outbox, no run record
 
 
 def test_real_process_exits_2_without_traceback(tmp_path) -> None:

@@ -57,6 +57,7 @@ class MlflowSink:
         self.record = RunRecord(storage)
         self.warnings: list[str] = []
         self._reachable = True
+        self._opened = False
         self._send_lock = threading.Lock()
         self._wake: queue.Queue[object] = queue.Queue()
         self._model: tuple[torch.nn.Module, torch.Tensor] | None = None
@@ -73,6 +74,7 @@ class MlflowSink:
 
     def open(self, params: dict[str, str], tags: dict[str, str]) -> str | None:
         """Queue the run's params and tags, try to deliver them now, and start the sender."""
+        self._opened = True
         self.outbox.append({"op": "status", "status": "RUNNING"})
         self.outbox.append({"op": "params", "params": params})
         self.outbox.append({"op": "tags", "tags": tags})
@@ -97,6 +99,8 @@ class MlflowSink:
 
     def close(self, status: str, timeout_s: float = 120.0) -> list[str]:
         """Finish the run and wait (bounded) for everything queued to be delivered."""
+        if not self._opened:  # the job stopped before it started: leave MLflow untouched
+            return self.warnings
         self.outbox.append({"op": "status", "status": status, "timestamp": int(time.time() * 1000)})
         if self._thread.is_alive():
             self._wake.put(_STOP)
