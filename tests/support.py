@@ -22,6 +22,18 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 REPO = Path(__file__).resolve().parent.parent
 
 
+def train_args(model: str, dataset: str, **flags: object) -> list[str]:
+    """`training.train` flags: train_args("cnn", "digits", epochs=2, smoke_test=True)."""
+    args = ["--model", model, "--dataset", dataset]
+    for name, value in flags.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is not False and value is not None:
+            args += [flag, str(value)]
+    return args
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

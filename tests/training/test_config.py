@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from tests.support import run_training
+from tests.support import run_training, train_args
 from training.train import main
 
 
@@ -47,7 +47,7 @@ def test_bad_flag_exits_2_with_one_line_and_writes_nothing(extra, message, tmp_p
     if extra == ["--device", "cuda"] and _cuda_available():
         pytest.skip("this machine has CUDA")
     checkpoints = tmp_path / "ckpt"
-    argv = ["--model", "cnn", "--dataset", "digits", "--smoke-test", "--epochs", "1"]
+    argv = train_args("cnn", "digits", smoke_test=True, epochs=1)
     if "--checkpoint-dir" not in extra:
         argv += ["--checkpoint-dir", str(checkpoints)]
     code, out, err = run_main(argv + extra)  # the later flag wins
@@ -62,24 +62,20 @@ def test_bad_flag_exits_2_with_one_line_and_writes_nothing(extra, message, tmp_p
 def test_unreadable_data_dir_is_refused(tmp_path) -> None:
     not_a_dir = tmp_path / "data"
     not_a_dir.write_text("oops")
-    code, _, err = run_main(["--model", "cnn", "--dataset", "mnist", "--data-dir", str(not_a_dir)])
+    code, _, err = run_main(train_args("cnn", "mnist", data_dir=str(not_a_dir)))
     assert code == 2
     assert "is not a directory" in err
 
 
 def test_missing_dataset_without_fallback_names_the_fix(tmp_path) -> None:
     code, out, err = run_main(
-        [
-            "--model",
+        train_args(
             "cnn",
-            "--dataset",
             "mnist",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--no-download",
-            "--checkpoint-dir",
-            str(tmp_path / "ckpt"),
-        ]
+            data_dir=str(tmp_path / "data"),
+            no_download=True,
+            checkpoint_dir=str(tmp_path / "ckpt"),
+        )
     )
     assert out == ""
     assert code == 2
@@ -91,14 +87,14 @@ def test_missing_dataset_without_fallback_names_the_fix(tmp_path) -> None:
 def test_batch_that_does_not_split_over_ranks_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setenv("RANK", "0")
-    code, _, err = run_main(["--model", "cnn", "--dataset", "digits", "--batch-size", "64"])
+    code, _, err = run_main(train_args("cnn", "digits", batch_size=64))
     assert code == 2
     assert "use a multiple of 3" in err
 
 
 def test_bad_metrics_port_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("TRAINOPS_METRICS_PORT", "ninety")
-    code, _, err = run_main(["--model", "cnn", "--dataset", "digits", "--smoke-test"])
+    code, _, err = run_main(train_args("cnn", "digits", smoke_test=True))
     assert code == 2
     assert "TRAINOPS_METRICS_PORT" in err
 
@@ -106,33 +102,13 @@ def test_bad_metrics_port_is_refused(monkeypatch) -> None:
 def test_checkpoint_of_another_model_is_refused(tmp_path, monkeypatch) -> None:
     checkpoints = tmp_path / "ckpt"
     first = run_training(
-        [
-            "--model",
-            "mlp",
-            "--dataset",
-            "digits",
-            "--smoke-test",
-            "--epochs",
-            "1",
-            "--checkpoint-dir",
-            str(checkpoints),
-        ]
+        train_args("mlp", "digits", smoke_test=True, epochs=1, checkpoint_dir=str(checkpoints))
     )
     assert first.returncode == 0, first.stderr
     before = sorted(p.name for p in checkpoints.iterdir())
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # would queue writes
     code, _, err = run_main(
-        [
-            "--model",
-            "cnn",
-            "--dataset",
-            "digits",
-            "--smoke-test",
-            "--epochs",
-            "2",
-            "--checkpoint-dir",
-            str(checkpoints),
-        ]
+        train_args("cnn", "digits", smoke_test=True, epochs=2, checkpoint_dir=str(checkpoints))
     )
     assert code == 2
     assert "holds a mlp trained on digits" in err and "fresh --checkpoint-dir" in err
@@ -140,18 +116,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, monkeypatch) -> None:
 
 
 def test_real_process_exits_2_without_traceback(tmp_path) -> None:
-    run = run_training(
-        [
-            "--model",
-            "cnn",
-            "--dataset",
-            "digits",
-            "--epochs",
-            "0",
-            "--checkpoint-dir",
-            str(tmp_path / "ckpt"),
-        ]
-    )
+    run = run_training(train_args("cnn", "digits", epochs=0, checkpoint_dir=str(tmp_path / "ckpt")))
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == ["error: --epochs must be a positive integer, got 0"]
     assert run.stdout_lines == []

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.support import Service, clean_env, free_port, http_ok, run_training, wait_for
+from tests.support import Service, clean_env, free_port, http_ok, run_training, train_args, wait_for
 from tests.training.test_idx import write_mnist_like
 from training.config import TrainConfig
 from training.data import load_dataset
@@ -74,18 +74,14 @@ def test_fallback_is_used_only_when_asked_and_says_why(tmp_path: Path) -> None:
 
 def test_fallback_is_announced_on_stdout_and_in_the_done_line(tmp_path: Path) -> None:
     run = run_training(
-        [
-            "--model",
+        train_args(
             "cnn",
-            "--dataset",
             "fashion-mnist",
-            "--data-dir",
-            str(tmp_path),
-            "--no-download",
-            "--fallback-dataset",
-            "digits",
-            "--smoke-test",
-        ]
+            data_dir=str(tmp_path),
+            no_download=True,
+            fallback_dataset="digits",
+            smoke_test=True,
+        )
     )
     assert run.returncode == 0, run.stderr[-2000:]
     notices = [
@@ -139,18 +135,7 @@ def test_download_with_a_bad_checksum_fails_and_leaves_nothing(mirror, tmp_path:
         )
     data_dir = tmp_path / "data"
     run = run_training(
-        [
-            "--model",
-            "cnn",
-            "--dataset",
-            "mnist",
-            "--data-dir",
-            str(data_dir),
-            "--dataset-mirror",
-            url,
-            "--epochs",
-            "1",
-        ]
+        train_args("cnn", "mnist", data_dir=str(data_dir), dataset_mirror=url, epochs=1)
     )
     assert run.returncode == 2
     assert "checksum mismatch" in run.stderr and "Traceback" not in run.stderr
@@ -215,19 +200,14 @@ def test_s3_data_and_checkpoints_resume(s3, tmp_path: Path) -> None:
     for path in local.iterdir():
         with bucket.open_output_stream(f"datasets/mnist/{path.name}") as out:
             out.write(path.read_bytes())
-    args = [
-        "--model",
+    args = train_args(
         "mlp",
-        "--dataset",
         "mnist",
-        "--data-dir",
-        "s3://datasets",
-        "--checkpoint-dir",
-        "s3://datasets/runs/job-1",
-        "--no-download",
-        "--batch-size",
-        "30",
-    ]
+        data_dir="s3://datasets",
+        checkpoint_dir="s3://datasets/runs/job-1",
+        no_download=True,
+        batch_size=30,
+    )
     env = clean_env(**s3.env)
     first = run_training([*args, "--epochs", "1"], env=env)
     assert first.returncode == 0, first.stderr[-3000:]

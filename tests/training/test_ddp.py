@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import run_training
+from tests.support import run_training, train_args
 
 SMOKE_CASES = [
     ("cnn", "digits"),
@@ -17,19 +17,14 @@ SMOKE_CASES = [
 @pytest.mark.parametrize(("model", "dataset"), SMOKE_CASES)
 def test_two_rank_smoke_run_ends_with_identical_weights(model: str, dataset: str, tmp_path) -> None:
     run = run_training(
-        [
-            "--model",
+        train_args(
             model,
-            "--dataset",
             dataset,
-            "--epochs",
-            "2",
-            "--smoke-test",
-            "--batch-size",
-            "64",
-            "--checkpoint-dir",
-            str(tmp_path / "ckpt"),
-        ],
+            epochs=2,
+            smoke_test=True,
+            batch_size=64,
+            checkpoint_dir=str(tmp_path / "ckpt"),
+        ),
         nproc=2,
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -51,9 +46,7 @@ def test_two_rank_smoke_run_ends_with_identical_weights(model: str, dataset: str
 
 
 def test_training_reduces_loss_and_beats_chance_on_digits(tmp_path) -> None:
-    run = run_training(
-        ["--model", "cnn", "--dataset", "digits", "--epochs", "4", "--batch-size", "64"], nproc=2
-    )
+    run = run_training(train_args("cnn", "digits", epochs=4, batch_size=64), nproc=2)
     assert run.returncode == 0, run.stderr[-3000:]
     epochs = [e for e in run.events if e["event"] == "epoch"]
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]

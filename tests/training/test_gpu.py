@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support import TrainingRun, clean_env, free_port, run_training, wait_for
+from tests.support import TrainingRun, clean_env, free_port, run_training, train_args, wait_for
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -19,18 +19,9 @@ pytestmark = [
 def test_nccl_ddp_trains_with_bf16_and_the_data_on_the_gpu() -> None:
     gpus = torch.cuda.device_count()
     run = run_training(
-        [
-            "--model",
-            "cnn",
-            "--dataset",
-            "synthetic",
-            "--epochs",
-            "2",
-            "--synthetic-samples",
-            "20000",
-            "--batch-size",
-            str(256 * gpus),
-        ],
+        train_args(
+            "cnn", "synthetic", epochs=2, synthetic_samples=20000, batch_size=str(256 * gpus)
+        ),
         nproc=gpus,
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -44,16 +35,7 @@ def test_nccl_ddp_trains_with_bf16_and_the_data_on_the_gpu() -> None:
 def test_gpu_utilization_and_memory_are_exported() -> None:
     port = free_port()
     run = TrainingRun(
-        [
-            "--model",
-            "resnet18",
-            "--dataset",
-            "synthetic",
-            "--epochs",
-            "50",
-            "--synthetic-samples",
-            "20000",
-        ],
+        train_args("resnet18", "synthetic", epochs=50, synthetic_samples=20000),
         env=clean_env(TRAINOPS_METRICS_PORT=str(port), TRAINOPS_JOB_ID=uuid.uuid4().hex),
     )
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support import run_training
+from tests.support import run_training, train_args
 from training.data.idx import IdxFormatError, encode_idx, parse_idx
 
 
@@ -71,19 +71,14 @@ def write_mnist_like(folder: Path, *, train: int, test: int, seed: int = 0) -> N
 def test_training_on_idx_files_written_here(layout: str, tmp_path: Path) -> None:
     write_mnist_like(tmp_path / "data" / layout, train=600, test=100)
     run = run_training(
-        [
-            "--model",
+        train_args(
             "cnn",
-            "--dataset",
             "mnist",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--no-download",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "50",
-        ]
+            data_dir=str(tmp_path / "data"),
+            no_download=True,
+            epochs=2,
+            batch_size=50,
+        )
     )
     assert run.returncode == 0, run.stderr[-3000:]
     done = run.event("done")
@@ -98,19 +93,14 @@ def test_corrupt_idx_file_is_a_clear_error(tmp_path: Path) -> None:
     write_mnist_like(folder, train=100, test=20)
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08"))
     run = run_training(
-        [
-            "--model",
+        train_args(
             "cnn",
-            "--dataset",
             "mnist",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--no-download",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "10",
-        ]
+            data_dir=str(tmp_path / "data"),
+            no_download=True,
+            epochs=1,
+            batch_size=10,
+        )
     )
     assert run.returncode == 2
     assert "is not a valid IDX file" in run.stderr and "Traceback" not in run.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 
-from tests.support import clean_env, free_port, run_training
+from tests.support import clean_env, free_port, run_training, train_args
 from training.config import TrainConfig
 from training.data import load_dataset
 
@@ -26,23 +26,16 @@ def runs_of(client, job_id: str, experiment: str):
 def test_run_gets_config_metrics_tags_and_model(mlflow_url, mlflow_client, tmp_path: Path) -> None:
     job_id = f"cnn-digits-{uuid.uuid4().hex[:4]}"
     run = run_training(
-        [
-            "--model",
+        train_args(
             "cnn",
-            "--dataset",
             "digits",
-            "--epochs",
-            "2",
-            "--smoke-test",
-            "--batch-size",
-            "64",
-            "--log-every",
-            "2",
-            "--experiment",
-            "test-mlflow",
-            "--checkpoint-dir",
-            str(tmp_path / "ckpt"),
-        ],
+            epochs=2,
+            smoke_test=True,
+            batch_size=64,
+            log_every=2,
+            experiment="test-mlflow",
+            checkpoint_dir=str(tmp_path / "ckpt"),
+        ),
         nproc=2,
         env=job_env(mlflow_url, job_id),
     )
@@ -88,19 +81,14 @@ def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
 ) -> None:
     job_id = f"mlp-digits-{uuid.uuid4().hex[:4]}"
     checkpoints = tmp_path / "ckpt"
-    args = [
-        "--model",
+    args = train_args(
         "mlp",
-        "--dataset",
         "digits",
-        "--epochs",
-        "2",
-        "--smoke-test",
-        "--experiment",
-        "test-outage",
-        "--checkpoint-dir",
-        str(checkpoints),
-    ]
+        epochs=2,
+        smoke_test=True,
+        experiment="test-outage",
+        checkpoint_dir=str(checkpoints),
+    )
     down = run_training(args, env=job_env(f"http://127.0.0.1:{free_port()}", job_id))
     assert down.returncode == 0, down.stderr[-3000:]
     done = down.event("done")
@@ -125,20 +113,15 @@ def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
 def test_fallback_is_tagged_on_the_run(mlflow_url, mlflow_client, tmp_path: Path) -> None:
     job_id = f"cnn-mnist-{uuid.uuid4().hex[:4]}"
     run = run_training(
-        [
-            "--model",
+        train_args(
             "cnn",
-            "--dataset",
             "mnist",
-            "--data-dir",
-            str(tmp_path),
-            "--no-download",
-            "--fallback-dataset",
-            "digits",
-            "--smoke-test",
-            "--experiment",
-            "test-fallback",
-        ],
+            data_dir=str(tmp_path),
+            no_download=True,
+            fallback_dataset="digits",
+            smoke_test=True,
+            experiment="test-fallback",
+        ),
         env=job_env(mlflow_url, job_id),
     )
     assert run.returncode == 0, run.stderr[-3000:]

@@ -6,23 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import run_training
+from tests.support import run_training, train_args
 
 
 def test_gpt_with_bf16_and_activation_checkpointing(tmp_path: Path) -> None:
     run = run_training(
-        [
-            "--model",
+        train_args(
             "gpt",
-            "--dataset",
             "synthetic",
-            "--smoke-test",
-            "--epochs",
-            "2",
-            "--precision",
-            "bf16",
-            "--activation-checkpointing",
-        ]
+            smoke_test=True,
+            epochs=2,
+            precision="bf16",
+            activation_checkpointing=True,
+        )
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.event("start")["precision"] == "bf16"
@@ -34,15 +30,7 @@ def test_gpt_with_bf16_and_activation_checkpointing(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_compiled_training_checkpoints_resume_without_compile(tmp_path: Path) -> None:
     checkpoints = str(tmp_path / "ckpt")
-    args = [
-        "--model",
-        "mlp",
-        "--dataset",
-        "digits",
-        "--smoke-test",
-        "--checkpoint-dir",
-        checkpoints,
-    ]
+    args = train_args("mlp", "digits", smoke_test=True, checkpoint_dir=checkpoints)
     compiled = run_training([*args, "--epochs", "1", "--compile"])
     assert compiled.returncode == 0, compiled.stderr[-3000:]
     eager = run_training([*args, "--epochs", "2"])

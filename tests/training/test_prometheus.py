@@ -8,7 +8,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from tests.support import TrainingRun, clean_env, free_port_pair, start_prometheus, wait_for
+from tests.support import (
+    TrainingRun,
+    clean_env,
+    free_port_pair,
+    start_prometheus,
+    train_args,
+    wait_for,
+)
 
 
 def promql(url: str, query: str) -> list[dict]:
@@ -23,18 +30,7 @@ def test_prometheus_scrapes_both_ranks_step_counters(tmp_path: Path) -> None:
     job_id = f"cnn-digits-{uuid.uuid4().hex[:4]}"
     base_port = free_port_pair()  # rank r listens on base + r
     run = TrainingRun(
-        [
-            "--model",
-            "cnn",
-            "--dataset",
-            "digits",
-            "--epochs",
-            "200",
-            "--batch-size",
-            "64",
-            "--log-every",
-            "5",
-        ],
+        train_args("cnn", "digits", epochs=200, batch_size=64, log_every=5),
         nproc=2,
         env=clean_env(TRAINOPS_METRICS_PORT=str(base_port), TRAINOPS_JOB_ID=job_id),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.support import TrainingRun, clean_env, wait_for
+from tests.support import TrainingRun, clean_env, train_args, wait_for
 
 
 def rank_process(torchrun_pid: int, rank: int) -> psutil.Process | None:
@@ -27,20 +27,14 @@ def test_sigkilled_rank_resumes_from_checkpoint_into_the_same_mlflow_run(
     job_id = f"cnn-digits-{uuid.uuid4().hex[:4]}"
     env = clean_env(MLFLOW_TRACKING_URI=mlflow_url, TRAINOPS_JOB_ID=job_id)
     run = TrainingRun(
-        [
-            "--model",
+        train_args(
             "cnn",
-            "--dataset",
             "digits",
-            "--epochs",
-            "4",
-            "--batch-size",
-            "64",
-            "--experiment",
-            "test-resume",
-            "--checkpoint-dir",
-            str(tmp_path / "ckpt"),
-        ],
+            epochs=4,
+            batch_size=64,
+            experiment="test-resume",
+            checkpoint_dir=str(tmp_path / "ckpt"),
+        ),
         nproc=2,
         env=env,
         torchrun_args=("--max-restarts=1",),
