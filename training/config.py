@@ -142,10 +142,10 @@ def _check_location(flag: str, location: str) -> None:
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag on one line (no usage dump) and exits 2."""
+    """argparse whose errors are ConfigErrors (one line, exit code 2), not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}; see --help\n")
+        raise ConfigError(f"{message}; see --help")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Flags to a validated TrainConfig; raises ConfigError (argparse errors exit 2 themselves)."""
+    """Flags to a validated TrainConfig; raises ConfigError with the fix."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     return TrainConfig(**vars(args))

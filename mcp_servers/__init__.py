@@ -1,0 +1,1 @@
+"""trainops' MCP servers: kubernetes (training jobs), mlflow (runs), prometheus (utilisation)."""

@@ -1,0 +1,3 @@
+from mcp_servers.kubernetes.server import main
+
+main()

@@ -1,0 +1,53 @@
+"""The interface every place that runs training jobs implements: this machine, or a cluster."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from mcp_servers.kubernetes.manifests import Manifest
+from mcp_servers.kubernetes.schemas import (
+    Capacity,
+    CreateResult,
+    JobEvents,
+    JobList,
+    JobStatus,
+    LogTail,
+    Phase,
+    TrainingJobSpec,
+)
+
+
+class JobError(Exception):
+    """An expected failure with a message that says what to do; tools turn it into a ToolError."""
+
+
+class JobNotFound(JobError):
+    pass
+
+
+class Backend(Protocol):
+    name: Literal["local", "cluster"]
+
+    def create(self, manifest: Manifest, spec: TrainingJobSpec) -> CreateResult:
+        """Apply the manifest; with an idempotency key already used, return that job instead."""
+        ...
+
+    def get(self, job_id: str) -> JobStatus: ...
+
+    async def wait(self, job_id: str, timeout_s: float) -> JobStatus:
+        """Return as soon as the job's phase changes, or when the timeout passes."""
+        ...
+
+    def list(self, phase: Phase | None, limit: int) -> JobList: ...
+
+    def events(self, job_id: str, limit: int) -> JobEvents: ...
+
+    def logs(
+        self, job_id: str, replica: str | None, tail_lines: int, contains: str | None
+    ) -> LogTail: ...
+
+    async def delete(self, job_id: str) -> JobStatus:
+        """Cancel the job and stop every replica; only objects trainops manages."""
+        ...
+
+    def capacity(self) -> Capacity: ...

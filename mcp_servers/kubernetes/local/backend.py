@@ -1,0 +1,311 @@
+"""The local backend: rendered manifests run as processes on this machine, one supervisor per job.
+
+The server is stateless: each call reads the job folders the supervisors keep up to date, so a
+restarted server (or a second one) sees every job as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import watchfiles
+
+from mcp_servers.kubernetes.backend import JobError, JobNotFound
+from mcp_servers.kubernetes.local.capacity import alive, node_capacity
+from mcp_servers.kubernetes.local.processes import job_processes, terminate
+from mcp_servers.kubernetes.local.store import STATUS, JobDir, JobStore, LocalJobState, now
+from mcp_servers.kubernetes.manifests import Manifest
+from mcp_servers.kubernetes.progress import last_progress, read_tail
+from mcp_servers.kubernetes.schemas import (
+    TERMINAL_PHASES,
+    Capacity,
+    CreateResult,
+    JobEvents,
+    JobList,
+    JobStatus,
+    JobSummary,
+    LogTail,
+    Phase,
+    ReplicaStatus,
+    TrainingJobSpec,
+)
+from mcp_servers.kubernetes.summary import job_message
+from mcp_servers.settings import Settings
+
+MAX_LOG_CHARS = 64_000
+CANCEL_TIMEOUT_S = 30.0
+# A supervisor that has not recorded itself this long after creation did not start.
+SUPERVISOR_START_TIMEOUT_S = 60.0
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.jobs_dir)
+        self._supervisors: list[subprocess.Popen[bytes]] = []
+
+    # -- create ----------------------------------------------------------------------------
+
+    def create(self, manifest: Manifest, spec: TrainingJobSpec) -> CreateResult:
+        key = spec.idempotency_key
+        with self.store.lock():
+            if key is not None:
+                existing = self.store.find_by_idempotency_key(manifest.namespace, key)
+                if existing is not None and self.store.job(existing).exists():
+                    status = self.get(existing)
+                    return CreateResult(
+                        job_id=existing,
+                        kind=status.kind,
+                        namespace=status.namespace,
+                        backend="local",
+                        phase=status.phase,
+                        created=False,
+                    )
+            if self.store.job(manifest.job_id).exists():
+                raise JobError(
+                    f"a job named {manifest.job_id} already exists; choose another name or omit it"
+                )
+            active = sum(
+                1 for job in self.store.jobs() if self._state(job).phase not in TERMINAL_PHASES
+            )
+            cap = self.settings.kubernetes.max_concurrent_jobs
+            if active >= cap:
+                raise JobError(
+                    f"{active} jobs are already active and the cap is {cap}; wait for one to "
+                    "finish or cancel one with training_jobs_delete"
+                )
+            state = LocalJobState(
+                job_id=manifest.job_id,
+                kind=manifest.kind,
+                namespace=manifest.namespace,
+                created_at=now(),
+            )
+            job = self.store.create(state, manifest.yaml, spec.model_dump_json(indent=1))
+            if key is not None:
+                self.store.remember_idempotency_key(manifest.namespace, key, manifest.job_id)
+        self._start_supervisor(job)
+        return CreateResult(
+            job_id=manifest.job_id,
+            kind=manifest.kind,
+            namespace=manifest.namespace,
+            backend="local",
+            phase="Pending",
+            created=True,
+        )
+
+    def _start_supervisor(self, job: JobDir) -> None:
+        self._reap()
+        with open(job.path / "supervisor.log", "ab") as log:
+            self._supervisors.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mcp_servers.kubernetes.local.supervisor",
+                        str(job.path),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # outlives this server
+                )
+            )
+
+    def _reap(self) -> None:
+        self._supervisors = [p for p in self._supervisors if p.poll() is None]
+
+    # -- read ------------------------------------------------------------------------------
+
+    def _job(self, job_id: str) -> JobDir:
+        job = self.store.job(job_id)
+        if not job.exists():
+            raise JobNotFound(f"no job {job_id!r}; training_jobs_list shows the jobs there are")
+        return job
+
+    def _state(self, job: JobDir) -> LocalJobState:
+        """The recorded state, corrected when its supervisor died without finishing the job."""
+        state = job.read_state()
+        if state.phase in TERMINAL_PHASES:
+            return state
+        started_long_ago = (now() - state.created_at).total_seconds() > SUPERVISOR_START_TIMEOUT_S
+        if alive(state.supervisor) or (state.supervisor is None and not started_long_ago):
+            return state
+        with self.store.lock():
+            state = job.read_state()
+            if state.phase not in TERMINAL_PHASES and not alive(state.supervisor):
+                state.phase = "Failed"
+                state.reason = "SupervisorLost"
+                state.message = f"the job's supervisor stopped; see {job.path / 'supervisor.log'}"
+                state.completion_time = now()
+                state.set_condition("Failed", state.reason, state.message)
+                job.write_state(state)
+                job.add_event("Warning", state.reason, state.message)
+        return state
+
+    def get(self, job_id: str) -> JobStatus:
+        job = self._job(job_id)
+        state = self._state(job)
+        spec = job.read_spec()
+        master = state.replicas[0].name if state.replicas else "trainer-0"
+        progress, run_id = last_progress(job.log_file(master))
+        return JobStatus(
+            job_id=state.job_id,
+            kind=state.kind,
+            namespace=state.namespace,
+            backend="local",
+            phase=state.phase,
+            message=job_message(
+                state.phase,
+                state.reason,
+                state.message,
+                progress,
+                state.restarts,
+                state.start_time,
+                state.completion_time,
+            ),
+            conditions=state.conditions,
+            replicas=[
+                ReplicaStatus(**r.model_dump(include=set(ReplicaStatus.model_fields)))
+                for r in state.replicas
+            ],
+            restarts=state.restarts,
+            created_at=state.created_at,
+            start_time=state.start_time,
+            completion_time=state.completion_time,
+            progress=progress,
+            mlflow_run_id=run_id,
+            model=spec.get("model"),
+            dataset=spec.get("dataset"),
+            epochs=spec.get("epochs"),
+            nodes=spec.get("nodes"),
+            gpus_per_node=spec.get("gpus_per_node"),
+            cpus=spec.get("cpus"),
+            memory=spec.get("memory"),
+        )
+
+    async def wait(self, job_id: str, timeout_s: float) -> JobStatus:
+        job = self._job(job_id)
+        first = self.get(job_id)
+        if first.phase in TERMINAL_PHASES:
+            return first
+        with anyio.move_on_after(timeout_s):
+            # inotify on the job folder: wakes when status.json is replaced, not on a timer; the
+            # periodic timeout only re-checks that the supervisor is still alive.
+            async for _ in watchfiles.awatch(
+                job.path,
+                watch_filter=lambda _, path: Path(path).name == STATUS,
+                recursive=False,
+                yield_on_timeout=True,
+                rust_timeout=5000,
+            ):
+                status = self.get(job_id)
+                if status.phase != first.phase:
+                    return status
+        return self.get(job_id)
+
+    def list(self, phase: Phase | None, limit: int) -> JobList:
+        states = [self._state(job) for job in self.store.jobs()]
+        states = [s for s in states if phase is None or s.phase == phase]
+        states.sort(key=lambda s: s.created_at, reverse=True)
+        summaries = []
+        for state in states[:limit]:
+            spec = self.store.job(state.job_id).read_spec()
+            summaries.append(
+                JobSummary(
+                    job_id=state.job_id,
+                    kind=state.kind,
+                    namespace=state.namespace,
+                    phase=state.phase,
+                    model=spec.get("model"),
+                    dataset=spec.get("dataset"),
+                    created_at=state.created_at,
+                    message=job_message(
+                        state.phase,
+                        state.reason,
+                        state.message,
+                        None,
+                        state.restarts,
+                        state.start_time,
+                        state.completion_time,
+                    ),
+                )
+            )
+        return JobList(jobs=summaries, total=len(states))
+
+    def events(self, job_id: str, limit: int) -> JobEvents:
+        return JobEvents(job_id=job_id, events=self._job(job_id).read_events(limit))
+
+    def logs(
+        self, job_id: str, replica: str | None, tail_lines: int, contains: str | None
+    ) -> LogTail:
+        job = self._job(job_id)
+        state = self._state(job)
+        names = [r.name for r in state.replicas]
+        replica = replica or (names[0] if names else "trainer-0")
+        if replica not in names:
+            raise JobError(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
+        window = 20_000 if contains else tail_lines
+        lines, truncated = read_tail(job.log_file(replica), max_lines=window)
+        if contains:
+            matching = [line for line in lines if contains in line]
+            truncated = truncated or len(matching) > tail_lines
+            lines = matching[-tail_lines:]
+        while sum(len(line) + 1 for line in lines) > MAX_LOG_CHARS:
+            lines = lines[1:]
+            truncated = True
+        return LogTail(
+            job_id=job_id, replica=replica, lines=lines, truncated=truncated, replicas=names
+        )
+
+    def capacity(self) -> Capacity:
+        return Capacity(backend="local", nodes=[node_capacity(self.store)])
+
+    # -- delete ----------------------------------------------------------------------------
+
+    async def delete(self, job_id: str) -> JobStatus:
+        job = self._job(job_id)
+        labels = job.read_manifest().get("metadata", {}).get("labels", {})
+        if labels.get("app.kubernetes.io/managed-by") != "trainops":
+            raise JobError(f"job {job_id} is not managed by trainops; it is left alone")
+        state = self._state(job)
+        if state.phase not in TERMINAL_PHASES:
+            if alive(state.supervisor):
+                os.kill(state.supervisor.pid, signal.SIGTERM)
+                await self._wait_until_finished(job_id, CANCEL_TIMEOUT_S)
+            await anyio.to_thread.run_sync(self._force_cancel, job)
+        # Whatever the phase, nothing of the job may keep running.
+        leftovers = job_processes(job_id)
+        if leftovers:
+            await anyio.to_thread.run_sync(terminate, leftovers, 5.0)
+        return self.get(job_id)
+
+    async def _wait_until_finished(self, job_id: str, timeout_s: float) -> None:
+        with anyio.move_on_after(timeout_s):
+            while (await self.wait(job_id, timeout_s)).phase not in TERMINAL_PHASES:
+                pass
+
+    def _force_cancel(self, job: JobDir) -> None:
+        """Cancel without the supervisor (it is gone or did not answer): stop and record."""
+        with self.store.lock():
+            state = job.read_state()
+            if state.phase in TERMINAL_PHASES:
+                return
+            terminate(job_processes(job.job_id), 5.0)
+            state.phase = "Cancelled"
+            state.reason = "Cancelled"
+            state.message = "cancelled on request"
+            state.completion_time = now()
+            state.reserved = None
+            state.set_condition("Cancelled", "Cancelled", state.message)
+            job.write_state(state)
+            job.add_event(
+                "Warning", "Cancelled", "cancelled on request (supervisor did not answer)"
+            )
+        (self.settings.prometheus_targets_dir / f"{job.job_id}.json").unlink(missing_ok=True)

@@ -1,0 +1,51 @@
+"""Finding and stopping a local job's processes, wherever they ended up in the process tree.
+
+torchrun starts its workers in sessions of their own, so a replica is not one process group.
+Every process of a replica carries TRAINOPS_REPLICA=<job>/<replica> in its environment (children
+inherit it), which finds them all, orphans included, as a container's cgroup would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+import psutil
+
+REPLICA_MARKER = "TRAINOPS_REPLICA"
+
+
+def marker(job_id: str, replica: str) -> str:
+    return f"{job_id}/{replica}"
+
+
+def job_processes(job_id: str, replicas: set[str] | None = None) -> list[psutil.Process]:
+    """Live processes of the job (of the given replicas only, when named)."""
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            value = proc.environ().get(REPLICA_MARKER, "")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        owner, _, replica = value.partition("/")
+        if owner == job_id and (replicas is None or replica in replicas):
+            found.append(proc)
+    return found
+
+
+def terminate(processes: list[psutil.Process], grace_s: float) -> None:
+    """SIGTERM, then SIGKILL whatever is still there after `grace_s` seconds."""
+    for proc in processes:
+        _send(proc, signal.SIGTERM)
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for proc in alive:
+        _send(proc, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=5)
+
+
+def _send(proc: psutil.Process, sig: int) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        proc.send_signal(sig)

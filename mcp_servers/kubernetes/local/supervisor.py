@@ -1,0 +1,449 @@
+"""The detached supervisor of one local job: `python -m mcp_servers.kubernetes.local.supervisor D`.
+
+It plays kube-scheduler, kubelet and the training operator for its job: waits until this machine
+has the requested CPUs/memory/GPUs free, starts one process per replica with the env the Training
+Operator sets, restarts the replicas as a group on failure (as JobSet and a torchrun gang need)
+until backoffLimit, enforces activeDeadlineSeconds, and records everything in status.json and
+events.jsonl. It outlives the MCP server that started it; SIGTERM cancels the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from mcp_servers.kubernetes.local.capacity import Machine, reservations, this_machine
+from mcp_servers.kubernetes.local.processes import (
+    REPLICA_MARKER,
+    job_processes,
+    marker,
+    terminate,
+)
+from mcp_servers.kubernetes.local.store import (
+    JobDir,
+    JobStore,
+    LocalJobState,
+    LocalReplica,
+    ProcessRef,
+    now,
+)
+from mcp_servers.kubernetes.local.workload import (
+    Mount,
+    ReplicaPlan,
+    Workload,
+    workload_from_manifest,
+)
+from mcp_servers.kubernetes.progress import last_error_line
+from mcp_servers.kubernetes.schemas import Resources
+from mcp_servers.settings import Settings, load_settings
+
+log = logging.getLogger("trainops.supervisor")
+
+GRACE_PERIOD_S = 10.0
+SCHEDULE_RETRY_S = 2.0
+# What a container would not inherit from the host: the host's own trainops/torchrun settings.
+_HOST_ONLY_ENV = ("TRAINOPS_", "MLFLOW_", "PET_", "TORCHELASTIC_", "MASTER_ADDR", "MASTER_PORT")
+_HOST_ONLY_NAMES = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK"}
+
+
+class Supervisor:
+    def __init__(self, job: JobDir, settings: Settings) -> None:
+        self.job = job
+        self.settings = settings
+        self.store = JobStore(job.path.parent)
+        self.workload: Workload = workload_from_manifest(job.read_manifest())
+        self.state: LocalJobState = job.read_state()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.cancel_requested = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._last_schedule_message = ""
+
+    # -- main loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.set_wakeup_fd(self._wake_w)
+        me = psutil.Process()
+        self.state.supervisor = ProcessRef(pid=me.pid, create_time=me.create_time())
+        if not self.state.replicas:
+            self.state.replicas = [
+                LocalReplica(name=r.name, type=r.type, index=r.index, phase="Pending")
+                for r in self.workload.replicas
+            ]
+        self._save()
+        try:
+            while self.state.phase in ("Pending", "Running"):
+                self._step()
+        except Exception as e:
+            log.exception("supervisor failed")
+            self._stop_all()
+            self._finish("Failed", "SupervisorError", f"the local supervisor failed: {e}")
+            raise
+        finally:
+            self._targets_file.unlink(missing_ok=True)
+
+    def _step(self) -> None:
+        if self.cancel_requested:
+            self._stop_all()
+            self._finish("Cancelled", "Cancelled", "cancelled on request")
+            return
+        if self.state.phase == "Pending":
+            if self._schedule():
+                self._start_all()
+            else:
+                self._wait(SCHEDULE_RETRY_S)
+            return
+        remaining = self._deadline_remaining()
+        if remaining is not None and remaining <= 0:
+            self._stop_all()
+            limit = self.workload.active_deadline_seconds
+            self.job.add_event("Warning", "DeadlineExceeded", f"ran longer than {limit}s")
+            self._finish("Failed", "DeadlineExceeded", f"exceeded activeDeadlineSeconds={limit}")
+            return
+        self._wait(min(5.0, remaining) if remaining is not None else 5.0)
+        self._collect_exits()
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.cancel_requested = True
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a replica exits, a signal arrives, or the timeout passes."""
+        fds = [self._wake_r]
+        pidfds = []
+        for proc in self.processes.values():
+            if proc.returncode is None:
+                try:
+                    pidfds.append(os.pidfd_open(proc.pid))
+                except (ProcessLookupError, OSError):
+                    timeout = 0  # already gone (or no pidfd support): look now
+        try:
+            ready, _, _ = select.select(fds + pidfds, [], [], max(0.0, timeout))
+            if self._wake_r in ready:
+                os.read(self._wake_r, 1024)
+        finally:
+            for fd in pidfds:
+                os.close(fd)
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def _schedule(self) -> bool:
+        """Reserve this machine's resources for the job if they are free (under a global lock)."""
+        need = Resources(
+            cpus=self.workload.cpus,
+            memory_bytes=self.workload.memory_bytes,
+            gpus=self.workload.gpus,
+        )
+        with self.store.lock("schedule"):
+            machine = this_machine()
+            used = reservations(self.store, exclude=self.job.job_id)
+            free_gpus = sorted(set(machine.gpu_ids) - used.gpu_ids)
+            free = Resources(
+                cpus=machine.cpus - used.cpus,
+                memory_bytes=machine.memory_bytes - used.memory_bytes,
+                gpus=len(free_gpus),
+            )
+            shortfall = _shortfall(need, free, machine)
+            if shortfall:
+                self._unschedulable(shortfall)
+                return False
+            self.state.reserved = need
+            self.state.gpu_ids = free_gpus[: need.gpus]
+            self.state.phase = "Running"
+            self.state.reason = "Scheduled"
+            self.state.message = "starting replicas"
+            self.state.start_time = now()
+            self.state.set_condition("Running", "Scheduled", "resources reserved on this machine")
+            self._save()
+        self.job.add_event(
+            "Normal",
+            "Scheduled",
+            f"assigned to {socket.gethostname()}: {need.cpus:g} CPUs, "
+            f"{need.memory_bytes / 2**30:.1f} GiB, {need.gpus} GPUs",
+        )
+        return True
+
+    def _unschedulable(self, shortfall: str) -> None:
+        if shortfall != self._last_schedule_message:
+            self._last_schedule_message = shortfall
+            self.state.reason = "Unschedulable"
+            self.state.message = shortfall
+            self.state.set_condition("Created", "Unschedulable", shortfall)
+            self._save()
+            self.job.add_event("Warning", "FailedScheduling", shortfall)
+
+    # -- replicas --------------------------------------------------------------------------
+
+    def _start_all(self) -> None:
+        master_port = _free_port()
+        gpu_ids = list(self.state.gpu_ids)
+        for plan in self.workload.replicas:
+            replica = self._replica(plan.name)
+            gpus, gpu_ids = gpu_ids[: plan.pod.gpus], gpu_ids[plan.pod.gpus :]
+            procs = max(plan.pod.gpus, 1)
+            ports = [_free_port() for _ in range(procs)]
+            env = self._env(plan, master_port, ports, gpus)
+            command = self._command(plan)
+            log_path = self.job.log_file(plan.name)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            workdir = self.job.path / "work" / plan.name
+            workdir.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "ab") as output:
+                if self.state.restarts:
+                    output.write(f"--- restart {self.state.restarts} ---\n".encode())
+                    output.flush()
+                proc = subprocess.Popen(
+                    command,
+                    cwd=workdir,
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self.processes[plan.name] = proc
+            replica.phase = "Running"
+            replica.exit_code = None
+            replica.reason = None
+            replica.process = ProcessRef(
+                pid=proc.pid, create_time=psutil.Process(proc.pid).create_time()
+            )
+            replica.metrics_ports = ports
+            self.job.add_event(
+                "Normal", "Started", f"started {plan.name} (pid {proc.pid})", plan.name
+            )
+        self.state.message = "running"
+        self.state.reason = "Running"
+        self._save()
+        self._write_targets()
+
+    def _collect_exits(self) -> None:
+        failed: list[str] = []
+        for name, proc in self.processes.items():
+            replica = self._replica(name)
+            if replica.phase != "Running" or proc.poll() is None:
+                continue
+            code = proc.returncode
+            replica.exit_code = code if code >= 0 else 128 - code
+            replica.process = None
+            if code == 0:
+                replica.phase, replica.reason = "Succeeded", "Completed"
+                self.job.add_event("Normal", "Completed", f"{name} exited 0", name)
+            else:
+                replica.phase = "Failed"
+                replica.reason = "Killed" if code == -signal.SIGKILL else "Error"
+                detail = last_error_line(self.job.log_file(name))
+                self.job.add_event(
+                    "Warning",
+                    "Failed",
+                    f"{name} exited with code {replica.exit_code}"
+                    + (f": {detail}" if detail else ""),
+                    name,
+                )
+                failed.append(name)
+        if failed:
+            self._on_failure(failed)
+        elif all(r.phase == "Succeeded" for r in self.state.replicas):
+            self._finish("Succeeded", "Succeeded", "all replicas completed")
+        else:
+            self._save()
+
+    def _on_failure(self, failed: list[str]) -> None:
+        self._stop_all()
+        limit = self.workload.backoff_limit
+        if self.workload.restart_on_failure and self.state.restarts < limit:
+            self.state.restarts += 1
+            for replica in self.state.replicas:
+                replica.restarts += 1
+            message = (
+                f"{', '.join(failed)} failed; restarting all replicas "
+                f"(restart {self.state.restarts} of {limit})"
+            )
+            self.job.add_event("Warning", "BackOff", message)
+            self.state.set_condition("Restarting", "ReplicaFailed", message)
+            self._start_all()
+            return
+        detail = last_error_line(self.job.log_file(failed[0]))
+        reason = "BackoffLimitExceeded" if self.workload.restart_on_failure else "ReplicaFailed"
+        tries = f" after {self.state.restarts} restarts" if self.state.restarts else ""
+        self._finish(
+            "Failed", reason, f"{failed[0]} failed{tries}" + (f": {detail}" if detail else "")
+        )
+
+    def _stop_all(self) -> None:
+        """SIGTERM every process of every replica, SIGKILL what is left after the grace period."""
+        terminate(job_processes(self.job.job_id), GRACE_PERIOD_S)
+        for name, proc in self.processes.items():
+            if proc.poll() is None:
+                proc.wait(5)
+            replica = self._replica(name)
+            if replica.phase == "Running":
+                replica.phase = "Failed"
+                replica.reason = "Terminated"
+                replica.exit_code = (
+                    proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+                )
+                replica.process = None
+        self._targets_file.unlink(missing_ok=True)
+
+    def _env(
+        self, plan: ReplicaPlan, master_port: int, ports: list[int], gpus: list[int]
+    ) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(_HOST_ONLY_ENV) and k not in _HOST_ONLY_NAMES
+        }
+        env.update({k: self._host_path(v, plan.pod.mounts) for k, v in plan.pod.env.items()})
+        if self.workload.operator_env:
+            nodes = len(self.workload.replicas)
+            rank = self.workload.replicas.index(plan)
+            env.update(
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(master_port),
+                WORLD_SIZE=str(nodes),
+                RANK=str(rank),
+                PET_MASTER_ADDR="127.0.0.1",
+                PET_MASTER_PORT=str(master_port),
+                PET_NNODES=str(nodes),
+                PET_NODE_RANK=str(rank),
+                PET_NPROC_PER_NODE=str(max(plan.pod.gpus, 1)),
+            )
+        env["TRAINOPS_METRICS_PORT"] = str(ports[0])
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+        env[REPLICA_MARKER] = marker(self.job.job_id, plan.name)
+        return env
+
+    def _command(self, plan: ReplicaPlan) -> list[str]:
+        """The container's command on this machine: its tools are this Python's."""
+        command = [self._host_path(a, plan.pod.mounts) for a in plan.pod.command + plan.pod.args]
+        if command and command[0] == "torchrun":
+            return [sys.executable, "-m", "torch.distributed.run", *command[1:]]
+        if command and command[0] in ("python", "python3"):
+            return [sys.executable, *command[1:]]
+        return command
+
+    def _host_path(self, value: str, mounts: list[Mount]) -> str:
+        """Map a container path under a volume mount to the folder that backs it here."""
+        prefix = ""
+        if value.startswith("--") and "=" in value:
+            prefix, value = value.split("=", 1)
+            prefix += "="
+        for mount in mounts:
+            if value == mount.mount_path or value.startswith(mount.mount_path.rstrip("/") + "/"):
+                host = self._volume_dir(mount)
+                if host is not None:
+                    return prefix + str(host) + value[len(mount.mount_path.rstrip("/")) :]
+        return prefix + value
+
+    def _volume_dir(self, mount: Mount) -> Path | None:
+        volume = mount.volume
+        if "persistentVolumeClaim" in volume:
+            path = self.settings.volumes_dir / volume["persistentVolumeClaim"]["claimName"]
+        elif "hostPath" in volume:
+            path = Path(volume["hostPath"]["path"])
+        elif "emptyDir" in volume:
+            if mount.mount_path == "/dev/shm":
+                return None  # the host's shared memory already is what the pod asks for
+            path = self.job.path / "volumes" / volume["name"]
+        else:
+            return None
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _replica(self, name: str) -> LocalReplica:
+        return next(r for r in self.state.replicas if r.name == name)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    @property
+    def _targets_file(self) -> Path:
+        return self.settings.prometheus_targets_dir / f"{self.job.job_id}.json"
+
+    def _write_targets(self) -> None:
+        """A Prometheus file_sd entry per running replica, so a local Prometheus scrapes it."""
+        groups = [
+            {
+                "targets": [f"127.0.0.1:{port}" for port in r.metrics_ports],
+                "labels": {
+                    "job_id": self.job.job_id,
+                    "namespace": self.state.namespace,
+                    "replica": r.name,
+                },
+            }
+            for r in self.state.replicas
+            if r.phase == "Running" and r.metrics_ports
+        ]
+        self._targets_file.parent.mkdir(parents=True, exist_ok=True)
+        temp = self._targets_file.with_suffix(".tmp")
+        temp.write_text(json.dumps(groups))
+        os.replace(temp, self._targets_file)
+
+    def _deadline_remaining(self) -> float | None:
+        limit = self.workload.active_deadline_seconds
+        if limit is None or self.state.start_time is None:
+            return None
+        return limit - (now() - self.state.start_time).total_seconds()
+
+    def _finish(self, phase: str, reason: str, message: str) -> None:
+        self.state.phase = phase  # type: ignore[assignment]
+        self.state.reason = reason
+        self.state.message = message
+        self.state.completion_time = now()
+        self.state.reserved = None
+        self.state.gpu_ids = []
+        self.state.set_condition(phase, reason, message)
+        self._save()
+        self.job.add_event("Normal" if phase == "Succeeded" else "Warning", reason, message)
+
+    def _save(self) -> None:
+        self.job.write_state(self.state)
+
+
+def _shortfall(need: Resources, free: Resources, machine: Machine) -> str:
+    """What the job lacks, in words; empty when it fits."""
+    gib = 2**30
+    if (
+        need.gpus > len(machine.gpu_ids)
+        or need.cpus > machine.cpus + 1e-9
+        or need.memory_bytes > machine.memory_bytes
+    ):
+        return (
+            f"never fits this machine: needs {need.cpus:g} CPUs, {need.memory_bytes / gib:.1f} GiB "
+            f"memory and {need.gpus} GPUs; it has {machine.cpus:g} CPUs, "
+            f"{machine.memory_bytes / gib:.1f} GiB and {len(machine.gpu_ids)} GPUs"
+        )
+    lacking = []
+    if need.gpus > free.gpus:
+        lacking.append(f"{need.gpus} GPUs, {free.gpus} free")
+    if need.cpus > free.cpus + 1e-9:
+        lacking.append(f"{need.cpus:g} CPUs, {max(free.cpus, 0):g} free")
+    if need.memory_bytes > free.memory_bytes:
+        free_gib = max(free.memory_bytes, 0) / gib
+        lacking.append(f"{need.memory_bytes / gib:.1f} GiB memory, {free_gib:.1f} GiB free")
+    return "needs " + "; ".join(lacking) if lacking else ""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    job = JobDir(Path(sys.argv[1]))
+    Supervisor(job, load_settings()).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Read a rendered manifest the way its controller would: which replicas, with what pod.
+
+batch/v1 Job: one pod. PyTorchJob: Master + Workers from pytorchReplicaSpecs. TrainJob: numNodes
+"node" replicas of the torch runtime. The result is what the supervisor runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+UNITS = {
+    "": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+@dataclass(frozen=True)
+class Mount:
+    mount_path: str
+    volume: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    container_name: str
+    command: list[str]
+    args: list[str]
+    env: dict[str, str]
+    mounts: list[Mount]
+    cpus: float
+    memory_bytes: int
+    gpus: int
+
+
+@dataclass(frozen=True)
+class ReplicaPlan:
+    name: str
+    type: str
+    index: int
+    pod: PodPlan
+
+
+@dataclass(frozen=True)
+class Workload:
+    kind: str
+    replicas: list[ReplicaPlan]
+    restart_on_failure: bool
+    backoff_limit: int
+    active_deadline_seconds: int | None
+    operator_env: bool = field(default=True)
+    """Whether the controller injects MASTER_ADDR/RANK/PET_* (PyTorchJob, TrainJob)."""
+
+    @property
+    def cpus(self) -> float:
+        return sum(r.pod.cpus for r in self.replicas)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(r.pod.memory_bytes for r in self.replicas)
+
+    @property
+    def gpus(self) -> int:
+        return sum(r.pod.gpus for r in self.replicas)
+
+
+def workload_from_manifest(manifest: dict[str, Any]) -> Workload:
+    kind = manifest["kind"]
+    spec = manifest["spec"]
+    if kind == "Job":
+        pod = _pod_plan(spec["template"]["spec"])
+        return Workload(
+            kind=kind,
+            replicas=[ReplicaPlan(name="trainer-0", type="Trainer", index=0, pod=pod)],
+            # restartPolicy Never: a failed pod is replaced by a new one, up to backoffLimit.
+            restart_on_failure=True,
+            backoff_limit=spec.get("backoffLimit", 6),
+            active_deadline_seconds=spec.get("activeDeadlineSeconds"),
+            operator_env=False,
+        )
+    if kind == "PyTorchJob":
+        replicas: list[ReplicaPlan] = []
+        restart = True
+        for type_ in ("Master", "Worker"):
+            replica_spec = spec["pytorchReplicaSpecs"].get(type_)
+            if not replica_spec:
+                continue
+            restart = restart and replica_spec.get("restartPolicy", "Never") in (
+                "OnFailure",
+                "Always",
+            )
+            pod = _pod_plan(replica_spec["template"]["spec"])
+            replicas += [
+                ReplicaPlan(name=f"{type_.lower()}-{i}", type=type_, index=i, pod=pod)
+                for i in range(replica_spec.get("replicas", 1))
+            ]
+        run_policy = spec.get("runPolicy", {})
+        return Workload(
+            kind=kind,
+            replicas=replicas,
+            restart_on_failure=restart,
+            backoff_limit=run_policy.get("backoffLimit", 6),
+            active_deadline_seconds=run_policy.get("activeDeadlineSeconds"),
+        )
+    if kind == "TrainJob":
+        trainer = spec["trainer"]
+        override = next(iter(spec.get("podSpecOverrides", [])), {})
+        volumes = {v["name"]: v for v in override.get("volumes", [])}
+        container = next(iter(override.get("containers", [])), {})
+        resources = trainer.get("resourcesPerNode", {})
+        pod = PodPlan(
+            container_name="node",
+            command=list(trainer.get("command", [])),
+            args=list(trainer.get("args", [])),
+            env={e["name"]: e.get("value", "") for e in trainer.get("env", [])},
+            mounts=[
+                Mount(m["mountPath"], volumes[m["name"]]) for m in container.get("volumeMounts", [])
+            ],
+            **_resources(resources),
+        )
+        return Workload(
+            kind=kind,
+            replicas=[
+                ReplicaPlan(name=f"node-{i}", type="Node", index=i, pod=pod)
+                for i in range(trainer.get("numNodes", 1))
+            ],
+            # The torch runtime's JobSet restarts the whole group on failure.
+            restart_on_failure=True,
+            backoff_limit=6,
+            active_deadline_seconds=None,
+        )
+    raise ValueError(f"the local backend cannot run kind {kind!r}")
+
+
+def _pod_plan(pod_spec: dict[str, Any]) -> PodPlan:
+    container = pod_spec["containers"][0]
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    return PodPlan(
+        container_name=container["name"],
+        command=list(container.get("command", [])),
+        args=list(container.get("args", [])),
+        env={e["name"]: e.get("value", "") for e in container.get("env", [])},
+        mounts=[
+            Mount(m["mountPath"], volumes[m["name"]]) for m in container.get("volumeMounts", [])
+        ],
+        **_resources(container.get("resources", {})),
+    )
+
+
+def _resources(resources: dict[str, Any]) -> dict[str, Any]:
+    requests = resources.get("requests", {})
+    limits = resources.get("limits", {})
+    return {
+        "cpus": parse_cpu(str(requests.get("cpu", "1"))),
+        "memory_bytes": parse_bytes(str(requests.get("memory", limits.get("memory", "0")))),
+        "gpus": int(limits.get("nvidia.com/gpu", requests.get("nvidia.com/gpu", 0))),
+    }
+
+
+def parse_cpu(quantity: str) -> float:
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def parse_bytes(quantity: str) -> int:
+    match = re.fullmatch(r"([0-9.]+)([KMGT]i?)?", quantity)
+    if not match:
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    return int(float(match.group(1)) * UNITS[match.group(2) or ""])

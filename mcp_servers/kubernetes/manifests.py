@@ -1,0 +1,308 @@
+"""Training-job manifests built from typed models: batch/v1 Job, Kubeflow PyTorchJob, TrainJob.
+
+Pod templates come from the official client's models (V1PodTemplateSpec and friends), so every
+field name and type is Kubernetes' own; the CRD wrappers around them follow the CRD schemas.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from mcp_servers.kubernetes.schemas import Kind, TrainingJobSpec
+from mcp_servers.settings import KubernetesPolicy
+
+MANAGED_BY = "trainops"
+JOB_ID_LABEL = "trainops.io/job-id"
+IDEMPOTENCY_ANNOTATION = "trainops.io/idempotency-key"
+CHECKPOINT_MOUNT = "/checkpoints"
+DATA_MOUNT = "/data"
+# The container names each controller expects: the Training Operator looks for "pytorch", the
+# Trainer v2 torch runtime for "node".
+CONTAINER_NAME: dict[str, str] = {"Job": "trainer", "PyTorchJob": "pytorch", "TrainJob": "node"}
+TRAINJOB_RUNTIME = "torch-distributed"
+VERSION = "0.1.0"
+
+_api = client.ApiClient()
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """No &anchors/*aliases: replicas that share a template still print it in full."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    policy: KubernetesPolicy
+    mlflow_tracking_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    job_id: str
+    kind: Kind
+    namespace: str
+    body: dict[str, Any]
+
+    @property
+    def yaml(self) -> str:
+        return yaml.dump(self.body, Dumper=_PlainDumper, sort_keys=False)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.body["metadata"]["labels"]
+
+
+def new_job_id(spec: TrainingJobSpec) -> str:
+    return spec.name or f"{spec.model}-{spec.dataset}-{secrets.token_hex(2)}"
+
+
+def render(spec: TrainingJobSpec, job_id: str, namespace: str, ctx: RenderContext) -> Manifest:
+    kind = spec.resolved_kind()
+    metadata = {"name": job_id, "namespace": namespace, "labels": _labels(spec, job_id)}
+    if spec.idempotency_key:
+        metadata["annotations"] = {IDEMPOTENCY_ANNOTATION: spec.idempotency_key}
+    if kind == "Job":
+        body = _job(spec, job_id, metadata, ctx)
+    elif kind == "PyTorchJob":
+        body = _pytorchjob(spec, job_id, metadata, ctx)
+    else:
+        body = _trainjob(spec, job_id, metadata, ctx)
+    return Manifest(job_id=job_id, kind=kind, namespace=namespace, body=body)
+
+
+def _labels(spec: TrainingJobSpec, job_id: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "trainops-training",
+        "app.kubernetes.io/instance": job_id,
+        "app.kubernetes.io/component": "trainer",
+        "app.kubernetes.io/part-of": "trainops",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/version": VERSION,
+        JOB_ID_LABEL: job_id,
+        **spec.labels,
+    }
+
+
+def torchrun_command(spec: TrainingJobSpec, job_id: str, kind: Kind) -> tuple[list[str], list[str]]:
+    """Command and args: torchrun sized to the spec, then the training entry point."""
+    launcher = ["--nnodes", str(spec.nodes), "--nproc-per-node", str(spec.procs_per_node)]
+    if kind == "Job":
+        launcher.insert(0, "--standalone")  # one node: torchrun picks its own rendezvous port
+    training = spec.training_args(
+        data_dir=DATA_MOUNT, checkpoint_dir=f"{CHECKPOINT_MOUNT}/{job_id}"
+    )
+    return ["torchrun"], [*launcher, "-m", "training.train", *training]
+
+
+def _env(spec: TrainingJobSpec, job_id: str, ctx: RenderContext) -> list[client.V1EnvVar]:
+    values = {
+        "TRAINOPS_JOB_ID": job_id,
+        "TRAINOPS_METRICS_PORT": str(ctx.policy.metrics_port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if ctx.mlflow_tracking_uri:
+        values["MLFLOW_TRACKING_URI"] = ctx.mlflow_tracking_uri
+    values.update(spec.env)
+    return [client.V1EnvVar(name=k, value=v) for k, v in values.items()]
+
+
+def _resources(spec: TrainingJobSpec) -> client.V1ResourceRequirements:
+    requests: dict[str, str] = {"cpu": _cpu_quantity(spec.cpus), "memory": spec.memory}
+    limits: dict[str, str] = {"memory": spec.memory}
+    if spec.gpus_per_node:
+        # Extended resources must request exactly what they limit.
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(spec.gpus_per_node)
+    return client.V1ResourceRequirements(requests=requests, limits=limits)
+
+
+def _cpu_quantity(cpus: float) -> str:
+    return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
+
+
+def _volumes(ctx: RenderContext) -> tuple[list[client.V1Volume], list[client.V1VolumeMount]]:
+    policy = ctx.policy
+    volumes = [
+        client.V1Volume(
+            name="checkpoints",
+            persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
+                claim_name=policy.checkpoint_claim
+            ),
+        ),
+        client.V1Volume(
+            name="datasets",
+            persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
+                claim_name=policy.dataset_claim
+            ),
+        ),
+        # NCCL and DataLoader workers need more shared memory than a container's 64 MiB.
+        client.V1Volume(name="dshm", empty_dir=client.V1EmptyDirVolumeSource(medium="Memory")),
+    ]
+    mounts = [
+        client.V1VolumeMount(name="checkpoints", mount_path=CHECKPOINT_MOUNT),
+        client.V1VolumeMount(name="datasets", mount_path=DATA_MOUNT),
+        client.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
+    ]
+    return volumes, mounts
+
+
+def _container(
+    spec: TrainingJobSpec, job_id: str, kind: Kind, ctx: RenderContext
+) -> client.V1Container:
+    command, args = torchrun_command(spec, job_id, kind)
+    _, mounts = _volumes(ctx)
+    ports = [
+        client.V1ContainerPort(
+            name=f"metrics-{rank}", container_port=ctx.policy.metrics_port + rank
+        )
+        for rank in range(spec.procs_per_node)
+    ]
+    return client.V1Container(
+        name=CONTAINER_NAME[kind],
+        image=spec.image or ctx.policy.default_image,
+        image_pull_policy="IfNotPresent",
+        command=command,
+        args=args,
+        env=_env(spec, job_id, ctx),
+        ports=ports,
+        resources=_resources(spec),
+        volume_mounts=mounts,
+    )
+
+
+def _pod_template(
+    spec: TrainingJobSpec, job_id: str, kind: Kind, ctx: RenderContext, restart_policy: str
+) -> client.V1PodTemplateSpec:
+    volumes, _ = _volumes(ctx)
+    gpu = spec.gpus_per_node > 0
+    template = client.V1PodTemplateSpec(
+        metadata=client.V1ObjectMeta(
+            labels=_labels(spec, job_id),
+            annotations={
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(ctx.policy.metrics_port),
+                "prometheus.io/path": "/metrics",
+            },
+        ),
+        spec=client.V1PodSpec(
+            restart_policy=restart_policy,
+            containers=[_container(spec, job_id, kind, ctx)],
+            volumes=volumes,
+            node_selector=dict(ctx.policy.gpu_node_selector)
+            if gpu and ctx.policy.gpu_node_selector
+            else None,
+            tolerations=[client.V1Toleration(**t) for t in ctx.policy.gpu_tolerations]
+            if gpu
+            else None,
+        ),
+    )
+    return template
+
+
+def _job(spec: TrainingJobSpec, job_id: str, metadata: dict, ctx: RenderContext) -> dict[str, Any]:
+    disruption = client.V1PodFailurePolicyOnPodConditionsPattern(
+        type="DisruptionTarget", status="True"
+    )
+    job = client.V1Job(
+        api_version="batch/v1",
+        kind="Job",
+        metadata=client.V1ObjectMeta(**metadata),
+        spec=client.V1JobSpec(
+            backoff_limit=_backoff_limit(spec, ctx),
+            active_deadline_seconds=_deadline(spec, ctx),
+            ttl_seconds_after_finished=ctx.policy.ttl_seconds_after_finished,
+            completions=1,
+            parallelism=1,
+            # Evictions and preemptions are not the job's fault: they don't use up retries.
+            pod_failure_policy=client.V1PodFailurePolicy(
+                rules=[
+                    client.V1PodFailurePolicyRule(action="Ignore", on_pod_conditions=[disruption])
+                ]
+            ),
+            template=_pod_template(spec, job_id, "Job", ctx, restart_policy="Never"),
+        ),
+    )
+    return _api.sanitize_for_serialization(job)
+
+
+def _pytorchjob(
+    spec: TrainingJobSpec, job_id: str, metadata: dict, ctx: RenderContext
+) -> dict[str, Any]:
+    template = _api.sanitize_for_serialization(
+        _pod_template(spec, job_id, "PyTorchJob", ctx, restart_policy="OnFailure")
+    )
+    replica_specs: dict[str, Any] = {
+        "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}
+    }
+    if spec.nodes > 1:
+        replica_specs["Worker"] = {
+            "replicas": spec.nodes - 1,
+            "restartPolicy": "OnFailure",
+            "template": template,
+        }
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": metadata,
+        "spec": {
+            "runPolicy": {
+                "backoffLimit": _backoff_limit(spec, ctx),
+                "activeDeadlineSeconds": _deadline(spec, ctx),
+                "ttlSecondsAfterFinished": ctx.policy.ttl_seconds_after_finished,
+                "cleanPodPolicy": "Running",
+            },
+            "nprocPerNode": str(spec.procs_per_node),
+            "pytorchReplicaSpecs": replica_specs,
+        },
+    }
+
+
+def _trainjob(
+    spec: TrainingJobSpec, job_id: str, metadata: dict, ctx: RenderContext
+) -> dict[str, Any]:
+    container = _api.sanitize_for_serialization(_container(spec, job_id, "TrainJob", ctx))
+    template = _api.sanitize_for_serialization(
+        _pod_template(spec, job_id, "TrainJob", ctx, restart_policy="OnFailure")
+    )
+    override: dict[str, Any] = {
+        "targetJobs": [{"name": "node"}],
+        "volumes": template["spec"]["volumes"],
+        "containers": [{"name": "node", "volumeMounts": container["volumeMounts"]}],
+    }
+    for key in ("nodeSelector", "tolerations"):
+        if key in template["spec"]:
+            override[key] = template["spec"][key]
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": metadata,
+        "spec": {
+            "runtimeRef": {"name": TRAINJOB_RUNTIME},
+            "trainer": {
+                "image": container["image"],
+                "command": container["command"],
+                "args": container["args"],
+                "env": container["env"],
+                "numNodes": spec.nodes,
+                "numProcPerNode": spec.procs_per_node,
+                "resourcesPerNode": container["resources"],
+            },
+            "labels": metadata["labels"],
+            "annotations": template["metadata"]["annotations"],
+            "podSpecOverrides": [override],
+        },
+    }
+
+
+def _backoff_limit(spec: TrainingJobSpec, ctx: RenderContext) -> int:
+    return ctx.policy.backoff_limit if spec.backoff_limit is None else spec.backoff_limit
+
+
+def _deadline(spec: TrainingJobSpec, ctx: RenderContext) -> int:
+    return spec.active_deadline_seconds or ctx.policy.active_deadline_seconds

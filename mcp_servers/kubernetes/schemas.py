@@ -1,0 +1,295 @@
+"""What the Kubernetes MCP server takes and returns: pydantic models at the tool boundary."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mcp_servers.settings import RFC1123_LABEL
+from training.config import DatasetName, ModelName, parse_config
+from training.errors import ConfigError
+
+Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled"})
+Kind = Literal["Job", "PyTorchJob", "TrainJob"]
+
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+# The server sets these itself; a spec may not override them.
+RESERVED_ENV_PREFIXES = ("TRAINOPS_", "PET_", "MLFLOW_TRACKING_URI", "MASTER_ADDR", "MASTER_PORT")
+RESERVED_ENV = frozenset({"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"})
+RESERVED_FLAGS = frozenset(
+    {
+        "--model",
+        "--dataset",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--data-dir",
+        "--checkpoint-dir",
+        "--fallback-dataset",
+        "--smoke-test",
+        "--device",
+        "--experiment",
+        "--run-name",
+    }
+)
+
+
+class TrainingJobSpec(BaseModel):
+    """A training job: what to train and on what resources. Everything else has a safe default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName = Field(description="Architecture: cnn, mlp, resnet18 or gpt (token data).")
+    dataset: DatasetName = Field(description="Dataset; gpt trains on synthetic tokens.")
+    epochs: int = Field(3, ge=1, le=10_000)
+    batch_size: int = Field(256, ge=1, le=1_000_000, description="Global batch, split over ranks.")
+    lr: float = Field(2e-3, gt=0, le=10)
+    nodes: int = Field(1, ge=1, description="Replicas (pods). More than one renders a PyTorchJob.")
+    gpus_per_node: int = Field(0, ge=0, description="GPUs per replica; 0 trains on CPU with gloo.")
+    cpus: float = Field(1.0, gt=0, le=512, description="CPUs requested per replica.")
+    memory: str = Field("2Gi", pattern=QUANTITY, description="Memory per replica, e.g. 4Gi.")
+    image: str | None = Field(None, description="Training image; defaults to the configured one.")
+    name: str | None = Field(
+        None,
+        max_length=52,
+        pattern=RFC1123_LABEL,
+        description="Job id to use (lowercase RFC 1123 label); generated when omitted.",
+    )
+    namespace: str | None = Field(None, pattern=RFC1123_LABEL)
+    fallback_dataset: DatasetName | None = Field(
+        None, description="Dataset to use, loudly, when the requested one can't be had."
+    )
+    smoke_test: bool = Field(False, description="Tiny data and model: runs in seconds on CPU.")
+    extra_args: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="More training flags, e.g. ['--precision', 'bf16', '--checkpoint-every', '2'].",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra Kubernetes labels.")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Creating twice with the same key returns the first job.",
+    )
+    kind: Literal["auto", "Job", "PyTorchJob", "TrainJob"] = Field(
+        "auto",
+        description="auto: Job for one replica, PyTorchJob for more; or a Trainer v2 TrainJob.",
+    )
+    backoff_limit: int | None = Field(None, ge=0, le=10, description="Restarts before Failed.")
+    active_deadline_seconds: int | None = Field(None, ge=60, description="Wall-time limit.")
+
+    @field_validator("extra_args")
+    @classmethod
+    def _not_reserved(cls, args: list[str]) -> list[str]:
+        reserved = sorted(RESERVED_FLAGS.intersection(a.split("=", 1)[0] for a in args))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} are set from the spec's own fields; use those")
+        return args
+
+    @model_validator(mode="after")
+    def _training_command_is_valid(self) -> TrainingJobSpec:
+        """The training entry point must accept the command this spec renders, flag for flag."""
+        try:
+            parse_config(self.training_args(data_dir="/data", checkpoint_dir="/checkpoints/job"))
+        except ConfigError as e:
+            raise ValueError(f"the training command would fail: {e}") from None
+        return self
+
+    def training_args(self, *, data_dir: str, checkpoint_dir: str) -> list[str]:
+        """The `training.train` flags for this spec."""
+        args = [
+            "--model",
+            self.model,
+            "--dataset",
+            self.dataset,
+            "--epochs",
+            str(self.epochs),
+            "--batch-size",
+            str(self.batch_size),
+            "--lr",
+            str(self.lr),
+            "--data-dir",
+            data_dir,
+            "--checkpoint-dir",
+            checkpoint_dir,
+        ]
+        if self.fallback_dataset:
+            args += ["--fallback-dataset", self.fallback_dataset]
+        if self.smoke_test:
+            args.append("--smoke-test")
+        if self.gpus_per_node:
+            args += ["--device", "cuda"]
+        return args + self.extra_args
+
+    @field_validator("env")
+    @classmethod
+    def _safe_env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"{name} is set by trainops itself and can't be overridden")
+        return env
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not LABEL_KEY.match(key) or len(key) > 253:
+                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
+            if not LABEL_VALUE.match(value) or len(value) > 63:
+                raise ValueError(f"label value {value!r} is not a valid Kubernetes label value")
+            if key.startswith(("app.kubernetes.io/", "trainops.io/")):
+                raise ValueError(f"label {key} is reserved for trainops")
+        return labels
+
+    @property
+    def replicas(self) -> int:
+        return self.nodes
+
+    @property
+    def procs_per_node(self) -> int:
+        return max(self.gpus_per_node, 1)
+
+    @property
+    def total_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    def resolved_kind(self) -> Kind:
+        if self.kind != "auto":
+            return self.kind
+        return "Job" if self.nodes == 1 else "PyTorchJob"
+
+
+class RenderedManifest(BaseModel):
+    job_id: str
+    kind: Kind
+    namespace: str
+    yaml: str = Field(description="The manifest that is (or would be) applied.")
+
+
+class CreateResult(BaseModel):
+    job_id: str
+    kind: Kind
+    namespace: str
+    backend: Literal["local", "cluster"]
+    phase: Phase
+    created: bool = Field(description="False when the idempotency key matched an existing job.")
+
+
+class Condition(BaseModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: datetime | None = None
+
+
+class ReplicaStatus(BaseModel):
+    name: str = Field(description="e.g. master-0, worker-1, node-0")
+    type: str
+    index: int
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"]
+    restarts: int = 0
+    exit_code: int | None = None
+    reason: str | None = Field(None, description="e.g. Error, OOMKilled, Killed, Completed")
+
+
+class Progress(BaseModel):
+    """The latest JSON progress line the job printed (rank 0)."""
+
+    event: str
+    epoch: int | None = None
+    epochs: int | None = None
+    metrics: dict[str, float] = {}
+    time: float | None = None
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    kind: Kind
+    namespace: str
+    backend: Literal["local", "cluster"]
+    phase: Phase
+    message: str = Field(description="One line a person can act on.")
+    conditions: list[Condition] = []
+    replicas: list[ReplicaStatus] = []
+    restarts: int = 0
+    created_at: datetime | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    progress: Progress | None = None
+    mlflow_run_id: str | None = None
+    model: str | None = None
+    dataset: str | None = None
+    epochs: int | None = None
+    nodes: int | None = None
+    gpus_per_node: int | None = None
+    cpus: float | None = None
+    memory: str | None = None
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    kind: Kind
+    namespace: str
+    phase: Phase
+    model: str | None = None
+    dataset: str | None = None
+    created_at: datetime | None = None
+    message: str = ""
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary]
+    total: int = Field(description="Jobs matching the filter before the limit applied.")
+
+
+class JobEvent(BaseModel):
+    time: datetime
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+    replica: str | None = None
+
+
+class JobEvents(BaseModel):
+    job_id: str
+    events: list[JobEvent]
+
+
+class LogTail(BaseModel):
+    job_id: str
+    replica: str
+    lines: list[str]
+    truncated: bool = Field(description="True when older lines exist beyond this tail.")
+    replicas: list[str] = Field(description="Every replica that has a log.")
+
+
+class Resources(BaseModel):
+    cpus: float
+    memory_bytes: int
+    gpus: int
+
+
+class NodeCapacity(BaseModel):
+    name: str
+    allocatable: Resources
+    free: Resources
+    gpu_type: str | None = None
+
+
+class Capacity(BaseModel):
+    backend: Literal["local", "cluster"]
+    nodes: list[NodeCapacity]

@@ -1,0 +1,105 @@
+"""trainops settings, from one place: the environment over `$TRAINOPS_HOME/config.yaml`.
+
+`trainops up` records the local stack's URLs in config.yaml, so servers, agent and local jobs
+find MLflow and Prometheus with no environment variables. Built once per process and passed down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_HOME = Path("~/.trainops").expanduser()
+RFC1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class SettingsError(ValueError):
+    """config.yaml or the environment holds a bad value; the message says which and how to fix."""
+
+
+class KubernetesPolicy(BaseModel):
+    """What the Kubernetes MCP server allows and how it renders manifests."""
+
+    allowed_namespaces: list[str] = ["trainops", "default"]
+    default_image: str = "ghcr.io/trainops/trainer:0.1.0"
+    allowed_image_prefixes: list[str] = ["ghcr.io/trainops/"]
+    max_gpus_per_job: int = Field(16, ge=0)
+    max_replicas: int = Field(16, ge=1)
+    max_concurrent_jobs: int = Field(4, ge=1)
+    gpu_node_selector: dict[str, str] = {}
+    gpu_tolerations: list[dict[str, str]] = [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    checkpoint_claim: str = Field("trainops-checkpoints", pattern=RFC1123_LABEL)
+    dataset_claim: str = Field("trainops-datasets", pattern=RFC1123_LABEL)
+    backoff_limit: int = Field(2, ge=0)
+    active_deadline_seconds: int = Field(24 * 3600, ge=60)
+    ttl_seconds_after_finished: int = Field(7 * 24 * 3600, ge=0)
+    metrics_port: int = Field(9400, gt=0, lt=65536)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRAINOPS_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    home: Path = DEFAULT_HOME
+    backend: Literal["local", "cluster"] = "local"
+    namespace: str = Field("trainops", pattern=RFC1123_LABEL)
+    mlflow_tracking_uri: str | None = Field(
+        None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri")
+    )
+    prometheus_url: str | None = None
+    llm: str | None = None
+    kubernetes: KubernetesPolicy = KubernetesPolicy()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, YamlConfigSettingsSource(settings_cls, config_file())
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.home / "volumes"
+
+    @property
+    def prometheus_targets_dir(self) -> Path:
+        return self.home / "prometheus" / "targets"
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("TRAINOPS_HOME") or DEFAULT_HOME).expanduser() / "config.yaml"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings, or a SettingsError naming the bad key and where it came from."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        error = e.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise SettingsError(
+            f"setting {where}: {error['msg']} (got {error.get('input')!r}); fix it in "
+            f"{config_file()} or the TRAINOPS_* environment"
+        ) from None
+    except (OSError, ValueError) as e:  # unreadable or malformed config.yaml
+        raise SettingsError(f"{config_file()}: {e}; fix or remove the file") from None
