@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,7 +26,12 @@ _FIX_HINTS = {
 
 
 class TrainopsMCP(FastMCP):
-    """FastMCP whose tool errors are one line that says the fix, not a pydantic dump."""
+    """FastMCP whose tool errors are one line that says the fix, not a pydantic dump, and whose
+    tool descriptions are docstrings without their source indentation."""
+
+    def add_tool(self, fn: Any, *args: Any, description: str | None = None, **kwargs: Any) -> None:
+        description = description or inspect.cleandoc(fn.__doc__ or "")
+        super().add_tool(fn, *args, description=description, **kwargs)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any]

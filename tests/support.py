@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -168,15 +169,25 @@ def prometheus_binary() -> str:
 
 
 def start_prometheus(
-    root: Path, scrape_targets: list[str], interval: str = "1s"
+    root: Path,
+    scrape_targets: list[str] | None = None,
+    *,
+    file_sd_dir: Path | None = None,
+    interval: str = "1s",
 ) -> tuple[Service, str]:
+    """A real Prometheus scraping static targets, or whatever file_sd JSON lands in a folder."""
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
-    targets = json.dumps(scrape_targets)
+    if file_sd_dir is not None:
+        discovery = (
+            f"    file_sd_configs:\n      - files: ['{file_sd_dir}/*.json']\n"
+            f"        refresh_interval: {interval}\n"
+        )
+    else:
+        discovery = f"    static_configs:\n      - targets: {json.dumps(scrape_targets or [])}\n"
     (root / "prometheus.yml").write_text(
         f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
-        "scrape_configs:\n  - job_name: trainops\n"
-        f"    static_configs:\n      - targets: {targets}\n"
+        f"scrape_configs:\n  - job_name: trainops\n{discovery}"
     )
     service = Service(
         [
@@ -192,6 +203,15 @@ def start_prometheus(
         lambda: service.check_alive() and http_ok(f"{url}/-/ready"), timeout=60, what="Prometheus"
     )
     return service, url
+
+
+def promql(url: str, query: str) -> list[dict[str, Any]]:
+    """The result vector of an instant PromQL query."""
+    address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    with urllib.request.urlopen(address, timeout=5) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
 
 
 class TrainingRun:

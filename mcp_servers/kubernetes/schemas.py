@@ -87,7 +87,7 @@ class TrainingJobSpec(BaseModel):
         description="auto: Job for one replica, PyTorchJob for more; or a Trainer v2 TrainJob.",
     )
     backoff_limit: int | None = Field(None, ge=0, le=10, description="Restarts before Failed.")
-    active_deadline_seconds: int | None = Field(None, ge=60, description="Wall-time limit.")
+    active_deadline_seconds: int | None = Field(None, ge=1, description="Wall-time limit (s).")
 
     @field_validator("extra_args")
     @classmethod

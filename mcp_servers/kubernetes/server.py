@@ -106,7 +106,7 @@ async def _call(fn, *args):
 
 
 def _register_tools(mcp: TrainopsMCP) -> None:
-    @mcp.tool(annotations=hints("Launch a training job", read_only=False, idempotent=True))
+    @mcp.tool(annotations=hints("Launch a training job", read_only=False))
     async def training_jobs_create(spec: TrainingJobSpec, ctx: Context) -> CreateResult:
         """Launch a training job: one replica renders a batch/v1 Job, more a PyTorchJob.
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -12,18 +9,11 @@ from tests.support import (
     TrainingRun,
     clean_env,
     free_port_pair,
+    promql,
     start_prometheus,
     train_args,
     wait_for,
 )
-
-
-def promql(url: str, query: str) -> list[dict]:
-    address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    with urllib.request.urlopen(address, timeout=5) as response:
-        body = json.load(response)
-    assert body["status"] == "success", body
-    return body["data"]["result"]
 
 
 def test_prometheus_scrapes_both_ranks_step_counters(tmp_path: Path) -> None:

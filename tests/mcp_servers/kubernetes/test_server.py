@@ -1,0 +1,269 @@
+"""The Kubernetes MCP server through real client sessions, running real jobs locally."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mcp_servers.kubernetes.local.processes import job_processes
+from tests.mcp_servers.support import (
+    assert_matches_golden,
+    call,
+    call_error,
+    http_session,
+    server_env,
+    start_http_server,
+    stdio_session,
+    tool_snapshot,
+)
+from tests.support import promql, start_prometheus, wait_for
+
+pytestmark = pytest.mark.anyio
+MODULE = "mcp_servers.kubernetes"
+TERMINAL = {"Succeeded", "Failed", "Cancelled"}
+
+
+def smoke_spec(**overrides) -> dict:
+    return {
+        "model": "cnn",
+        "dataset": "digits",
+        "epochs": 2,
+        "smoke_test": True,
+        "batch_size": 64,
+    } | overrides
+
+
+async def wait_until(session, job_id: str, phases: set[str], timeout: float = 180) -> dict:
+    """Follow the job with training_jobs_wait (event-driven) until it reaches one of `phases`."""
+    status = await call(session, "training_jobs_get", job_id=job_id)
+    while status["phase"] not in phases:
+        assert status["phase"] not in TERMINAL, f"ended {status['phase']}: {status['message']}"
+        status = await call(session, "training_jobs_wait", job_id=job_id, timeout_s=timeout)
+    return status
+
+
+async def test_tool_list_matches_the_golden_snapshot(tmp_path: Path) -> None:
+    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        snapshot = await tool_snapshot(session)
+    assert_matches_golden(
+        "kubernetes_tools", snapshot, update=bool(os.environ.get("UPDATE_GOLDEN"))
+    )
+    for tool in snapshot:
+        assert tool["name"].count("_") >= 1 and tool["annotations"]["title"]
+        assert {"readOnlyHint", "destructiveHint", "idempotentHint"} <= set(tool["annotations"])
+
+
+async def test_read_only_hides_every_mutating_tool(tmp_path: Path) -> None:
+    async with stdio_session(MODULE, server_env(tmp_path), "--read-only") as session:
+        names = {t.name for t in (await session.list_tools()).tools}
+        assert "training_jobs_create" not in names and "training_jobs_delete" not in names
+        assert {"training_jobs_get", "manifests_render", "cluster_capacity"} <= names
+        error = await call_error(session, "training_jobs_create", spec=smoke_spec())
+        assert "Unknown tool" in error
+
+
+async def test_two_replica_pytorchjob_runs_to_success_across_a_server_restart(
+    tmp_path: Path, mlflow_url: str, mlflow_client
+) -> None:
+    env = server_env(tmp_path, MLFLOW_TRACKING_URI=mlflow_url)
+    async with stdio_session(MODULE, env) as session:
+        created = await call(session, "training_jobs_create", spec=smoke_spec(nodes=2, epochs=3))
+        assert (
+            created["kind"] == "PyTorchJob" and created["phase"] == "Pending" and created["created"]
+        )
+        job_id = created["job_id"]
+        running = await wait_until(session, job_id, {"Running"})
+        assert [r["name"] for r in running["replicas"]] == ["master-0", "worker-0"]
+
+    # A new server process (the old one is gone) sees the job as it is.
+    async with stdio_session(MODULE, env) as session:
+        again = await call(session, "training_jobs_get", job_id=job_id)
+        assert again["phase"] in ("Running", "Succeeded")
+        done = await wait_until(session, job_id, {"Succeeded"})
+        assert done["message"].startswith("Succeeded in")
+        assert all(r["phase"] == "Succeeded" and r["exit_code"] == 0 for r in done["replicas"])
+        assert done["progress"]["event"] == "done"
+        assert done["progress"]["metrics"]["val_accuracy"] > 0
+
+        events = await call(session, "training_jobs_events", job_id=job_id)
+        reasons = [e["reason"] for e in events["events"]]
+        assert reasons[:2] == ["Created", "Scheduled"]
+        assert reasons.count("Started") == 2 and reasons[-1] == "Succeeded"
+
+        logs = await call(session, "training_jobs_logs", job_id=job_id, contains='"event": "epoch"')
+        assert len(logs["lines"]) == 3 and logs["replicas"] == ["master-0", "worker-0"]
+
+        listed = await call(session, "training_jobs_list", phase="Succeeded")
+        assert [j["job_id"] for j in listed["jobs"]] == [job_id]
+
+    run = mlflow_client.get_run(done["mlflow_run_id"])
+    assert run.data.tags["trainops.job_id"] == job_id
+    assert run.data.tags["trainops.world_size"] == "2"
+
+
+async def test_prometheus_scrapes_a_running_job_then_cancel_stops_every_process(
+    tmp_path: Path,
+) -> None:
+    targets = tmp_path / "prometheus" / "targets"
+    prometheus, prometheus_url = start_prometheus(tmp_path / "prom", file_sd_dir=targets)
+    try:
+        async with stdio_session(MODULE, server_env(tmp_path)) as session:
+            created = await call(
+                session, "training_jobs_create", spec=smoke_spec(nodes=2, epochs=500)
+            )
+            job_id = created["job_id"]
+            await wait_until(session, job_id, {"Running"})
+            wait_for(
+                lambda: len(job_processes(job_id)) >= 4,
+                timeout=60,
+                what="two torchrun agents and their workers",
+            )
+            # The supervisor's file_sd entry leads Prometheus to both replicas' exporters.
+            steps = f'trainops_train_steps_total{{job_id="{job_id}"}} > 0'
+            wait_for(
+                lambda: len(promql(prometheus_url, steps)) == 2,
+                timeout=60,
+                what="both replicas' step counters in Prometheus",
+            )
+            assert {r["metric"]["replica"] for r in promql(prometheus_url, steps)} == {
+                "master-0",
+                "worker-0",
+            }
+
+            cancelled = await call(session, "training_jobs_delete", job_id=job_id)
+            assert cancelled["phase"] == "Cancelled"
+            assert job_processes(job_id) == []
+            assert not (targets / f"{job_id}.json").exists()
+            events = (await call(session, "training_jobs_events", job_id=job_id))["events"]
+            assert "Cancelled" in [e["reason"] for e in events]
+            # Deleting again changes nothing.
+            again = await call(session, "training_jobs_delete", job_id=job_id)
+            assert again["phase"] == "Cancelled"
+    finally:
+        prometheus.stop()
+
+
+async def test_a_killed_replica_is_restarted_and_the_job_resumes_to_success(tmp_path: Path) -> None:
+    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        spec = smoke_spec(nodes=2, epochs=6, smoke_test=False, backoff_limit=2)
+        job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
+        await wait_until(session, job_id, {"Running"})
+
+        def has_checkpoint() -> bool:
+            progress = _get_progress(tmp_path, job_id)
+            return progress is not None and progress >= 1
+
+        wait_for(has_checkpoint, timeout=120, what="the first checkpointed epoch")
+        for proc in job_processes(job_id, {"worker-0"}):
+            proc.send_signal(signal.SIGKILL)
+
+        done = await wait_until(session, job_id, {"Succeeded"}, timeout=300)
+        assert done["restarts"] == 1
+        assert all(r["restarts"] == 1 for r in done["replicas"])
+        events = (await call(session, "training_jobs_events", job_id=job_id))["events"]
+        assert any(e["reason"] == "BackOff" for e in events)
+        resumed = await call(session, "training_jobs_logs", job_id=job_id, contains='"resumed"')
+        assert resumed["lines"], "the restarted job did not resume from its checkpoint"
+
+
+def _get_progress(home: Path, job_id: str) -> int | None:
+    from mcp_servers.kubernetes.progress import last_progress
+
+    progress, _ = last_progress(home / "jobs" / job_id / "logs" / "master-0.log")
+    return progress.epoch if progress and progress.event == "epoch" else None
+
+
+async def test_same_idempotency_key_twice_is_one_job(tmp_path: Path) -> None:
+    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        spec = smoke_spec(epochs=500, idempotency_key="thread-42/request-1")
+        first = await call(session, "training_jobs_create", spec=spec)
+        second = await call(session, "training_jobs_create", spec=spec)
+        assert second["job_id"] == first["job_id"]
+        assert first["created"] and not second["created"]
+        assert (await call(session, "training_jobs_list"))["total"] == 1
+        await call(session, "training_jobs_delete", job_id=first["job_id"])
+
+
+async def test_a_job_that_does_not_fit_stays_pending_with_the_reason(tmp_path: Path) -> None:
+    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        cpus = psutil.cpu_count() * 4
+        job_id = (await call(session, "training_jobs_create", spec=smoke_spec(cpus=cpus)))["job_id"]
+        status = await call(session, "training_jobs_wait", job_id=job_id, timeout_s=5)
+        if status["phase"] == "Pending" and "never fits" not in status["message"]:
+            status = await call(session, "training_jobs_wait", job_id=job_id, timeout_s=10)
+        assert status["phase"] == "Pending"
+        assert (
+            "never fits this machine" in status["message"] and f"{cpus} CPUs" in status["message"]
+        )
+        capacity = await call(session, "cluster_capacity")
+        assert capacity["nodes"][0]["allocatable"]["cpus"] == len(os.sched_getaffinity(0))
+        assert (await call(session, "training_jobs_delete", job_id=job_id))["phase"] == "Cancelled"
+
+
+async def test_failing_job_retries_up_to_the_backoff_limit_then_says_why(tmp_path: Path) -> None:
+    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        spec = smoke_spec(dataset="mnist", extra_args=["--no-download"], backoff_limit=1)
+        job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
+        failed = await wait_until(session, job_id, {"Failed"})
+        assert failed["restarts"] == 1
+        assert "BackoffLimitExceeded" in failed["message"]
+        assert "mnist is not available" in failed["message"]  # the job's own error line
+
+
+async def test_deadline_fails_a_job_that_runs_too_long(tmp_path: Path) -> None:
+    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        spec = smoke_spec(epochs=5000, active_deadline_seconds=1)
+        job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
+        failed = await wait_until(session, job_id, {"Failed"})
+        assert "DeadlineExceeded" in failed["message"]
+        assert job_processes(job_id) == []
+
+
+BAD_SPECS = [
+    ({"epochs": -1}, "spec.epochs: Input should be greater than or equal to 1"),
+    ({"nodes": 1, "gpus_per_node": 10_000}, "exceeds the cap of 16 GPUs per job"),
+    ({"namespace": "kube-system"}, "namespace 'kube-system' is not allowed"),
+    ({"image": "docker.io/evil/miner:latest"}, "is not from an allowed registry"),
+    ({"name": "MyJob"}, "spec.name: String should match pattern"),
+    ({"nodes": 40}, "exceeds the cap of 16"),
+    ({"extra_args": ["--bogus"]}, "unrecognized arguments: --bogus"),
+    ({"extra_args": ["--model", "mlp"]}, "set from the spec's own fields"),
+    ({"env": {"MASTER_ADDR": "evil"}}, "MASTER_ADDR is set by trainops itself"),
+    ({"model": "gpt"}, "trains on token data"),
+    ({"memory": "lots"}, "spec.memory"),
+    ({"unknown_field": 1}, "spec.unknown_field: Extra inputs are not permitted"),
+]
+
+
+async def test_bad_arguments_are_one_line_tool_errors_and_create_nothing(tmp_path: Path) -> None:
+    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        for overrides, expected in BAD_SPECS:
+            for tool in ("training_jobs_create", "manifests_render"):
+                error = await call_error(session, tool, spec=smoke_spec(**overrides))
+                assert expected in error, (overrides, error)
+                assert "\n" not in error
+        assert "no job 'nope-0000'" in await call_error(
+            session, "training_jobs_get", job_id="nope-0000"
+        )
+        assert "job_id" in await call_error(session, "training_jobs_get", job_id="../../etc")
+        assert "tail_lines" in await call_error(
+            session, "training_jobs_logs", job_id="x", tail_lines=5000
+        )
+        assert (await call(session, "training_jobs_list"))["total"] == 0
+    assert not any((tmp_path / "jobs").glob("*/status.json"))
+
+
+async def test_one_session_over_streamable_http(tmp_path: Path) -> None:
+    service, url = start_http_server(MODULE, server_env(tmp_path), tmp_path / "server.log")
+    try:
+        async with http_session(url) as session:
+            rendered = await call(session, "manifests_render", spec=smoke_spec(nodes=2))
+            assert rendered["kind"] == "PyTorchJob" and "kind: PyTorchJob" in rendered["yaml"]
+            capacity = await call(session, "cluster_capacity")
+            assert capacity["backend"] == "local" and capacity["nodes"][0]["free"]["cpus"] > 0
+    finally:
+        service.stop()
