@@ -118,11 +118,11 @@ class Service:
             )
         return True
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 3.0) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(15)
+                self.process.wait(grace_s)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()

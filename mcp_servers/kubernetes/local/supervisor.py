@@ -50,6 +50,7 @@ log = logging.getLogger("trainops.supervisor")
 
 GRACE_PERIOD_S = 10.0
 SCHEDULE_RETRY_S = 2.0
+POLL_WITHOUT_PIDFD_S = 0.5
 # What a container would not inherit from the host: the host's own trainops/torchrun settings.
 _HOST_ONLY_ENV = ("TRAINOPS_", "MLFLOW_", "PET_", "TORCHELASTIC_", "MASTER_ADDR", "MASTER_PORT")
 _HOST_ONLY_NAMES = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK"}
@@ -118,16 +119,18 @@ class Supervisor:
 
     def _wait(self, timeout: float) -> None:
         """Sleep until a replica exits, a signal arrives, or the timeout passes."""
-        fds = [self._wake_r]
         pidfds = []
         for proc in self.processes.values():
-            if proc.returncode is None:
-                try:
-                    pidfds.append(os.pidfd_open(proc.pid))
-                except (ProcessLookupError, OSError):
-                    timeout = 0  # already gone (or no pidfd support): look now
+            if proc.returncode is not None:
+                continue
+            try:
+                pidfds.append(os.pidfd_open(proc.pid))
+            except ProcessLookupError:
+                timeout = 0  # already gone: collect it now
+            except OSError:
+                timeout = min(timeout, POLL_WITHOUT_PIDFD_S)  # kernel without pidfd: poll
         try:
-            ready, _, _ = select.select(fds + pidfds, [], [], max(0.0, timeout))
+            ready, _, _ = select.select([self._wake_r, *pidfds], [], [], max(0.0, timeout))
             if self._wake_r in ready:
                 os.read(self._wake_r, 1024)
         finally:

@@ -177,13 +177,19 @@ def _get_progress(home: Path, job_id: str) -> int | None:
     return progress.epoch if progress and progress.event == "epoch" else None
 
 
-async def test_same_idempotency_key_twice_is_one_job(tmp_path: Path) -> None:
-    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+async def test_same_idempotency_key_twice_is_one_job_and_the_concurrency_cap_holds(
+    tmp_path: Path,
+) -> None:
+    env = server_env(tmp_path, TRAINOPS_KUBERNETES__MAX_CONCURRENT_JOBS="1")
+    async with stdio_session(MODULE, env) as session:
         spec = smoke_spec(epochs=500, idempotency_key="thread-42/request-1")
         first = await call(session, "training_jobs_create", spec=spec)
         second = await call(session, "training_jobs_create", spec=spec)
         assert second["job_id"] == first["job_id"]
         assert first["created"] and not second["created"]
+        other = smoke_spec(epochs=500, idempotency_key="thread-42/request-2")
+        error = await call_error(session, "training_jobs_create", spec=other)
+        assert "1 jobs are already active and the cap is 1" in error
         assert (await call(session, "training_jobs_list"))["total"] == 1
         await call(session, "training_jobs_delete", job_id=first["job_id"])
 
