@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 DEFAULT_HOME = Path("~/.trainops").expanduser()
+CONFIG_FILE = "config.yaml"
 RFC1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -47,6 +48,17 @@ class KubernetesPolicy(BaseModel):
     metrics_port: int = Field(9400, gt=0, lt=65536)
 
 
+class StackSettings(BaseModel):
+    """The local MLflow server and Prometheus that `trainops up` starts."""
+
+    mlflow_port: int | None = Field(None, gt=0, lt=65536, description="None: a free port.")
+    prometheus_port: int | None = Field(None, gt=0, lt=65536)
+    scrape_interval: str = Field("5s", pattern=r"^[0-9]+(ms|s|m)$")
+    retention: str = Field("7d", pattern=r"^[0-9]+[smhdwy]$")
+    retention_size: str = Field("1GB", pattern=r"^[0-9]+(KB|MB|GB|TB)$")
+    prometheus_binary: str = Field("prometheus", description="Name on PATH, or a path.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRAINOPS_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
@@ -61,6 +73,7 @@ class Settings(BaseSettings):
     prometheus_url: str | None = None
     llm: str | None = None
     kubernetes: KubernetesPolicy = KubernetesPolicy()
+    stack: StackSettings = StackSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -87,7 +100,7 @@ class Settings(BaseSettings):
 
 
 def config_file() -> Path:
-    return Path(os.environ.get("TRAINOPS_HOME") or DEFAULT_HOME).expanduser() / "config.yaml"
+    return Path(os.environ.get("TRAINOPS_HOME") or DEFAULT_HOME).expanduser() / CONFIG_FILE
 
 
 def load_settings(**overrides: Any) -> Settings:

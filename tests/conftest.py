@@ -1,18 +1,48 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.support import start_mlflow
+from agent.stack import LocalStack
+from mcp_servers.settings import Settings, StackSettings
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The session's local stack: what `trainops up` starts, in a home of its own."""
+
+    home: Path
+    settings: Settings
+    mlflow_url: str
+    prometheus_url: str
+
+    @property
+    def targets_dir(self) -> Path:
+        return self.settings.prometheus_targets_dir
+
+
+def stack_settings(home: Path, **overrides) -> Settings:
+    return Settings(home=home, stack=StackSettings(scrape_interval="1s"), **overrides)
 
 
 @pytest.fixture(scope="session")
-def mlflow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `mlflow server` (sqlite backend, served artifacts) for the whole session."""
-    service, url = start_mlflow(tmp_path_factory.mktemp("mlflow"))
-    yield url
-    service.stop()
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A real MLflow server (sqlite) and a real Prometheus (file_sd) on free ports."""
+    home = tmp_path_factory.mktemp("trainops-home")
+    local = LocalStack(stack_settings(home))
+    states = {s.name: s for s in local.up()}
+    missing = [s.note for s in states.values() if not s.running]
+    assert not missing, missing
+    yield Stack(home, local.settings, states["mlflow"].url, states["prometheus"].url)
+    local.down()
+
+
+@pytest.fixture(scope="session")
+def mlflow_url(stack: Stack) -> str:
+    return stack.mlflow_url
 
 
 @pytest.fixture()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,86 +129,19 @@ class Service:
                 self.process.wait()
 
 
-def start_mlflow(root: Path, port: int | None = None) -> tuple[Service, str]:
-    port = port or free_port()
-    root.mkdir(parents=True, exist_ok=True)
-    service = Service(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        log=root / "mlflow.log",
-        env=clean_env(),
-        cwd=root,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_for(
-        lambda: service.check_alive() and http_ok(f"{url}/health"),
-        timeout=90,
-        what="the MLflow server",
-    )
-    return service, url
+def register_scrape_target(targets_dir: Path, name: str, ports: list[int], **labels: str) -> Path:
+    """A Prometheus file_sd entry, as the local backend's supervisor writes for a replica."""
+    targets_dir.mkdir(parents=True, exist_ok=True)
+    path = targets_dir / f"{name}.json"
+    entry = [{"targets": [f"127.0.0.1:{port}" for port in ports], "labels": labels}]
+    path.write_text(json.dumps(entry))
+    return path
 
 
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or shutil.which(
-        "prometheus", path=str(Path(sys.executable).parent)
-    )
-    if found is None:
-        raise RuntimeError("prometheus is not installed; run `make test`, which installs it")
-    return found
-
-
-def start_prometheus(
-    root: Path,
-    scrape_targets: list[str] | None = None,
-    *,
-    file_sd_dir: Path | None = None,
-    interval: str = "1s",
-) -> tuple[Service, str]:
-    """A real Prometheus scraping static targets, or whatever file_sd JSON lands in a folder."""
-    port = free_port()
-    root.mkdir(parents=True, exist_ok=True)
-    if file_sd_dir is not None:
-        discovery = (
-            f"    file_sd_configs:\n      - files: ['{file_sd_dir}/*.json']\n"
-            f"        refresh_interval: {interval}\n"
-        )
-    else:
-        discovery = f"    static_configs:\n      - targets: {json.dumps(scrape_targets or [])}\n"
-    (root / "prometheus.yml").write_text(
-        f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
-        f"scrape_configs:\n  - job_name: trainops\n{discovery}"
-    )
-    service = Service(
-        [
-            prometheus_binary(),
-            f"--config.file={root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={root / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        log=root / "prometheus.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_for(
-        lambda: service.check_alive() and http_ok(f"{url}/-/ready"), timeout=60, what="Prometheus"
-    )
-    return service, url
-
-
-def promql(url: str, query: str) -> list[dict[str, Any]]:
-    """The result vector of an instant PromQL query."""
-    address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+def promql(url: str, query: str, time: str | None = None) -> list[dict[str, Any]]:
+    """The result vector of an instant PromQL query (at `time`, RFC 3339, when given)."""
+    params = {"query": query} | ({"time": time} if time else {})
+    address = f"{url}/api/v1/query?{urllib.parse.urlencode(params)}"
     with urllib.request.urlopen(address, timeout=5) as response:
         body = json.load(response)
     assert body["status"] == "success", body
@@ -316,8 +250,18 @@ class TrainingRun:
         return matches[-1]
 
     def kill(self) -> None:
+        """SIGKILL the job and every process under it (torchrun's workers have sessions of
+        their own, so killing its process group alone would orphan them)."""
         if self.process.poll() is None:
+            try:
+                tree = psutil.Process(self.process.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                tree = []
             os.killpg(self.process.pid, signal.SIGKILL)
+            for child in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+            psutil.wait_procs(tree, timeout=10)
             self.process.wait()
 
 

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 from tests.support import (
     TrainingRun,
     clean_env,
     free_port_pair,
     promql,
-    start_prometheus,
+    register_scrape_target,
     train_args,
     wait_for,
 )
 
 
-def test_prometheus_scrapes_both_ranks_step_counters(tmp_path: Path) -> None:
+def test_prometheus_scrapes_both_ranks_step_counters(stack) -> None:
     job_id = f"cnn-digits-{uuid.uuid4().hex[:4]}"
     base_port = free_port_pair()  # rank r listens on base + r
     run = TrainingRun(
@@ -24,9 +23,8 @@ def test_prometheus_scrapes_both_ranks_step_counters(tmp_path: Path) -> None:
         nproc=2,
         env=clean_env(TRAINOPS_METRICS_PORT=str(base_port), TRAINOPS_JOB_ID=job_id),
     )
-    prometheus, url = start_prometheus(
-        tmp_path / "prometheus", [f"127.0.0.1:{base_port}", f"127.0.0.1:{base_port + 1}"]
-    )
+    target = register_scrape_target(stack.targets_dir, job_id, [base_port, base_port + 1])
+    url = stack.prometheus_url
     try:
         run.wait_for_event("epoch")
         stepping = f'trainops_train_steps_total{{job_id="{job_id}"}} > 0'
@@ -51,4 +49,4 @@ def test_prometheus_scrapes_both_ranks_step_counters(tmp_path: Path) -> None:
         assert promql(url, "process_cpu_seconds_total")
     finally:
         run.kill()
-        prometheus.stop()
+        target.unlink()

@@ -114,6 +114,8 @@ class LocalBackend:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
+                    # The supervisor reads settings itself; it must see this server's home.
+                    env={**os.environ, "TRAINOPS_HOME": str(self.settings.home)},
                     start_new_session=True,  # outlives this server
                 )
             )

@@ -9,7 +9,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from agent.stack import LocalStack
 from mcp_servers.kubernetes.local.processes import job_processes
+from tests.conftest import stack_settings
 from tests.mcp_servers.support import (
     assert_matches_golden,
     call,
@@ -20,7 +22,7 @@ from tests.mcp_servers.support import (
     stdio_session,
     tool_snapshot,
 )
-from tests.support import promql, start_prometheus, wait_for
+from tests.support import promql, wait_for
 
 pytestmark = pytest.mark.anyio
 MODULE = "mcp_servers.kubernetes"
@@ -108,8 +110,10 @@ async def test_two_replica_pytorchjob_runs_to_success_across_a_server_restart(
 async def test_prometheus_scrapes_a_running_job_then_cancel_stops_every_process(
     tmp_path: Path,
 ) -> None:
-    targets = tmp_path / "prometheus" / "targets"
-    prometheus, prometheus_url = start_prometheus(tmp_path / "prom", file_sd_dir=targets)
+    # A Prometheus of this test's own home, so that it watches this home's file_sd folder.
+    local = LocalStack(stack_settings(tmp_path))
+    prometheus_url = local.up(("prometheus",))[0].url
+    targets = local.settings.prometheus_targets_dir
     try:
         async with stdio_session(MODULE, server_env(tmp_path)) as session:
             created = await call(
@@ -144,7 +148,7 @@ async def test_prometheus_scrapes_a_running_job_then_cancel_stops_every_process(
             again = await call(session, "training_jobs_delete", job_id=job_id)
             assert again["phase"] == "Cancelled"
     finally:
-        prometheus.stop()
+        local.down(("prometheus",))
 
 
 async def test_a_killed_replica_is_restarted_and_the_job_resumes_to_success(tmp_path: Path) -> None:

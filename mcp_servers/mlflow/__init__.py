@@ -1,0 +1,1 @@
+"""MLflow MCP server: runs as summaries an agent can use."""

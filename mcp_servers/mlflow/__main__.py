@@ -1,0 +1,3 @@
+from mcp_servers.mlflow.server import main
+
+main()

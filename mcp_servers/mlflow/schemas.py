@@ -1,0 +1,123 @@
+"""What the MLflow MCP server returns: run summaries an agent can use, bounded."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from mcp_servers.series import SeriesSummary
+
+GroupBy = Literal["experiment", "model", "dataset", "job", "day", "status"]
+
+
+class ExperimentInfo(BaseModel):
+    experiment_id: str
+    name: str
+    lifecycle_stage: str
+    created: datetime | None = None
+    last_update: datetime | None = None
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentInfo]
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    run_name: str | None = None
+    experiment_id: str
+    status: str
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration_s: float | None = None
+    metrics: dict[str, float] = Field(description="Latest value of each metric.")
+    tags: dict[str, str] = Field(default_factory=dict, description="trainops tags only.")
+
+
+class RunPage(BaseModel):
+    runs: list[RunSummary]
+    next_page_token: str | None = None
+
+
+class RunDetail(RunSummary):
+    params: dict[str, str]
+    all_tags: dict[str, str]
+    artifact_uri: str | None = None
+
+
+class MetricPoint(BaseModel):
+    step: int
+    value: float
+    timestamp: int
+
+
+class MetricHistory(BaseModel):
+    run_id: str
+    key: str
+    points: list[MetricPoint]
+    downsampled: bool = Field(description="True when the points are a shape-keeping sample.")
+    summary: SeriesSummary
+
+
+class RunComparison(BaseModel):
+    runs: list[RunSummary]
+    differing_params: dict[str, dict[str, str]] = Field(
+        description="param -> {run_id: value}, for params whose values differ."
+    )
+    best: dict[str, str] = Field(
+        default_factory=dict,
+        description="metric -> run_id with the best value (max for accuracy, min else).",
+    )
+
+
+class CostBreakdown(BaseModel):
+    """Cost figures of one run (DESIGN: requested resources x wall time x rate card)."""
+
+    cost_usd: float = Field(ge=0)
+    cost_gpu_usd: float = Field(0, ge=0)
+    cost_cpu_usd: float = Field(0, ge=0)
+    cost_memory_usd: float = Field(0, ge=0)
+    gpu_hours: float = Field(0, ge=0)
+    cpu_hours: float = Field(0, ge=0)
+    idle_gpu_cost_usd: float | None = Field(None, ge=0)
+    utilization_weighted_cost_usd: float | None = Field(None, ge=0)
+    cost_per_epoch_usd: float | None = Field(None, ge=0)
+    gpu_utilization: float | None = Field(None, ge=0, le=1)
+    wall_seconds: float | None = Field(None, ge=0)
+    rate_card: str = Field("default", max_length=200, description="Which rates were used.")
+    currency: Literal["USD"] = "USD"
+
+
+class CostLogResult(BaseModel):
+    run_id: str
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+class CostGroup(BaseModel):
+    key: str
+    runs: int
+    cost_usd: float
+    gpu_hours: float
+    idle_gpu_cost_usd: float
+
+
+class CostReport(BaseModel):
+    group_by: GroupBy
+    groups: list[CostGroup]
+    total_cost_usd: float
+    total_gpu_hours: float
+    runs_with_cost: int
+    runs_without_cost: int = Field(description="Runs in range that have no cost_usd logged yet.")
+    truncated: bool = Field(False, description="More groups exist than are shown.")
+
+
+class ModelVersionInfo(BaseModel):
+    name: str
+    version: str
+    source: str
+    run_id: str
+    alias: str | None = None
+    status: str

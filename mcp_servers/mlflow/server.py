@@ -1,0 +1,541 @@
+"""MLflow MCP server: runs, metric histories as summaries, comparisons, costs, model registry.
+
+`python -m mcp_servers.mlflow` (stdio) or `--transport streamable-http --port N`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server.fastmcp import Context
+from mcp.server.fastmcp.exceptions import ToolError
+from pydantic import Field
+
+from mcp_servers.common import TrainopsMCP, hints, serve
+from mcp_servers.mlflow.schemas import (
+    CostBreakdown,
+    CostGroup,
+    CostLogResult,
+    CostReport,
+    ExperimentInfo,
+    ExperimentList,
+    GroupBy,
+    MetricHistory,
+    MetricPoint,
+    ModelVersionInfo,
+    RunComparison,
+    RunDetail,
+    RunPage,
+    RunSummary,
+)
+from mcp_servers.series import downsample, summarize
+from mcp_servers.settings import Settings
+
+RunId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="MLflow run id (32 hex).")]
+COST_METRICS = (
+    "cost_usd",
+    "cost_gpu_usd",
+    "cost_cpu_usd",
+    "cost_memory_usd",
+    "gpu_hours",
+    "cpu_hours",
+    "idle_gpu_cost_usd",
+    "utilization_weighted_cost_usd",
+    "cost_per_epoch_usd",
+    "gpu_utilization",
+    "wall_seconds",
+)
+SEARCH_PAGE = 5000
+_DURATION = re.compile(r"^(\d+)([hdw])$")
+
+# -- settings and lifespan --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppContext:
+    tracking_uri: str | None
+    client: Any  # mlflow.MlflowClient
+
+
+def build_server(settings: Settings) -> TrainopsMCP:
+    @asynccontextmanager
+    async def lifespan(_: TrainopsMCP) -> AsyncIterator[AppContext]:
+        # Fail fast when the server is down: an agent waiting minutes on retries learns nothing.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        import mlflow
+
+        uri = settings.mlflow_tracking_uri
+        yield AppContext(uri, mlflow.MlflowClient(uri) if uri else None)
+
+    mcp = TrainopsMCP(
+        "trainops-mlflow",
+        instructions=(
+            "Read MLflow runs as summaries: metric histories come downsampled with a summary "
+            "(trend, divergence, plateau); compare runs; log and report costs; register models."
+        ),
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+    _register_tools(mcp)
+    return mcp
+
+
+@contextlib.contextmanager
+def _mlflow_errors(app: AppContext) -> Iterator[None]:
+    """MLflow's exceptions as one-line ToolErrors that say what to do."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    try:
+        yield
+    except RestException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ToolError(f"{_first_line(e)}; runs_search lists what exists") from None
+        raise ToolError(f"MLflow refused: {_first_line(e)}") from None
+    except MlflowException as e:
+        if str(e).startswith("API request to"):
+            raise ToolError(_unreachable(app, e)) from None
+        raise ToolError(f"MLflow error: {_first_line(e)}") from None
+    except OSError as e:
+        raise ToolError(_unreachable(app, e)) from None
+
+
+def _unreachable(app: AppContext, error: BaseException) -> str:
+    return (
+        f"MLflow at {app.tracking_uri} is unreachable ({_first_line(error)[:200]}); start it with "
+        "`trainops up` or point MLFLOW_TRACKING_URI at a running server"
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "message", None) or error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+async def _run(ctx: Context, fn, *args) -> Any:
+    app: AppContext = ctx.request_context.lifespan_context
+    if app.client is None:
+        raise ToolError(
+            "no MLflow tracking server is configured; run `trainops up` or set MLFLOW_TRACKING_URI"
+        )
+
+    def call() -> Any:
+        with _mlflow_errors(app):
+            return fn(app.client, *args)
+
+    return await anyio.to_thread.run_sync(call)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _time(ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if ms else None
+
+
+def _summary(run: Any) -> RunSummary:
+    info, data = run.info, run.data
+    duration = (
+        (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
+    )
+    return RunSummary(
+        run_id=info.run_id,
+        run_name=info.run_name,
+        experiment_id=info.experiment_id,
+        status=info.status,
+        start_time=_time(info.start_time),
+        end_time=_time(info.end_time),
+        duration_s=duration,
+        metrics=dict(data.metrics),
+        tags={
+            k: v
+            for k, v in data.tags.items()
+            if k.startswith(("trainops.", "dataset.")) or k == "model"
+        },
+    )
+
+
+def _experiment_ids(client: Any, experiment: str | None) -> list[str]:
+    if experiment is None:
+        return [e.experiment_id for e in client.search_experiments(max_results=50000)]
+    found = client.get_experiment_by_name(experiment)
+    if found is None and experiment.isdigit():
+        found = client.get_experiment(experiment)
+    if found is None:
+        raise ToolError(f"no experiment {experiment!r}; experiments_list shows what exists")
+    return [found.experiment_id]
+
+
+def _since_ms(since: str | None) -> int | None:
+    if since is None:
+        return None
+    if match := _DURATION.match(since):
+        amount, unit = int(match.group(1)), match.group(2)
+        delta = {
+            "h": timedelta(hours=amount),
+            "d": timedelta(days=amount),
+            "w": timedelta(weeks=amount),
+        }[unit]
+        return int((datetime.now(UTC) - delta).timestamp() * 1000)
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError:
+        raise ToolError(
+            f"since={since!r}: use an ISO date (2026-11-01) or a span like 24h, 7d, 2w"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _all_runs(client: Any, experiment_ids: list[str], filter_string: str) -> Iterator[Any]:
+    token = None
+    while True:
+        page = client.search_runs(
+            experiment_ids, filter_string, max_results=SEARCH_PAGE, page_token=token
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+# -- tools ------------------------------------------------------------------------------------
+
+
+def _register_tools(mcp: TrainopsMCP) -> None:
+    @mcp.tool(annotations=hints("List experiments", read_only=True, idempotent=True))
+    async def experiments_list(
+        ctx: Context,
+        name_contains: Annotated[str | None, Field(max_length=200)] = None,
+        max_results: Annotated[int, Field(ge=1, le=1000)] = 100,
+    ) -> ExperimentList:
+        """Experiments, most recently created first."""
+
+        def fetch(client: Any) -> ExperimentList:
+            flt = f"name LIKE '%{name_contains.replace(chr(39), '')}%'" if name_contains else None
+            found = client.search_experiments(
+                filter_string=flt, max_results=max_results, order_by=["creation_time DESC"]
+            )
+            return ExperimentList(
+                experiments=[
+                    ExperimentInfo(
+                        experiment_id=e.experiment_id,
+                        name=e.name,
+                        lifecycle_stage=e.lifecycle_stage,
+                        created=_time(e.creation_time),
+                        last_update=_time(e.last_update_time),
+                    )
+                    for e in found
+                ]
+            )
+
+        return await _run(ctx, fetch)
+
+    @mcp.tool(annotations=hints("Search runs", read_only=True, idempotent=True))
+    async def runs_search(
+        ctx: Context,
+        experiment: Annotated[
+            str | None, Field(description="Name or id; all when omitted.")
+        ] = None,
+        filter: Annotated[
+            str | None, Field(description='MLflow filter, e.g. "metrics.val_accuracy > 0.9".')
+        ] = None,
+        order_by: Annotated[
+            list[str] | None, Field(description='e.g. ["metrics.val_accuracy DESC"].')
+        ] = None,
+        max_results: Annotated[int, Field(ge=1, le=1000)] = 50,
+        page_token: str | None = None,
+    ) -> RunPage:
+        """Runs with their latest metrics and trainops tags, a page at a time."""
+
+        def fetch(client: Any) -> RunPage:
+            page = client.search_runs(
+                _experiment_ids(client, experiment),
+                filter or "",
+                max_results=max_results,
+                order_by=order_by or ["attributes.start_time DESC"],
+                page_token=page_token,
+            )
+            return RunPage(runs=[_summary(r) for r in page], next_page_token=page.token or None)
+
+        return await _run(ctx, fetch)
+
+    @mcp.tool(annotations=hints("Run details", read_only=True, idempotent=True))
+    async def runs_get(run_id: RunId, ctx: Context) -> RunDetail:
+        """One run: status, duration, params, latest metrics, tags."""
+
+        def fetch(client: Any) -> RunDetail:
+            run = client.get_run(run_id)
+            return RunDetail(
+                **_summary(run).model_dump(),
+                params=dict(run.data.params),
+                all_tags={
+                    k: v
+                    for k, v in run.data.tags.items()
+                    if not k.startswith("mlflow.") or k == "mlflow.runName"
+                },
+                artifact_uri=run.info.artifact_uri,
+            )
+
+        return await _run(ctx, fetch)
+
+    @mcp.tool(annotations=hints("Metric history", read_only=True, idempotent=True))
+    async def runs_metric_history(
+        run_id: RunId,
+        key: Annotated[str, Field(min_length=1, max_length=250, description="e.g. val_loss")],
+        ctx: Context,
+        max_points: Annotated[int, Field(ge=3, le=2000)] = 200,
+        recent_points: Annotated[
+            int, Field(ge=3, le=1000, description="Points the trend uses.")
+        ] = 20,
+    ) -> MetricHistory:
+        """A metric's history, downsampled to max_points (shape kept), with a summary: first, last,
+        min and its step, max, trend over the recent points, NaN/divergence and plateau flags."""
+
+        def fetch(client: Any) -> MetricHistory:
+            history = sorted(
+                client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)
+            )
+            if not history:
+                run = client.get_run(run_id)  # raises if the run itself does not exist
+                known = sorted(run.data.metrics)
+                raise ToolError(f"run {run_id} has no metric {key!r}; it has {known[:50]}")
+            points = [(float(m.step), m.value) for m in history]
+            kept = downsample(points, max_points)
+            return MetricHistory(
+                run_id=run_id,
+                key=key,
+                downsampled=len(kept) < len(points),
+                points=[
+                    MetricPoint(
+                        step=history[i].step, value=history[i].value, timestamp=history[i].timestamp
+                    )
+                    for i in kept
+                ],
+                summary=summarize(points, recent=recent_points),
+            )
+
+        return await _run(ctx, fetch)
+
+    @mcp.tool(annotations=hints("Compare runs", read_only=True, idempotent=True))
+    async def runs_compare(
+        run_ids: Annotated[list[str], Field(min_length=2, max_length=20)],
+        ctx: Context,
+        metrics: Annotated[list[str] | None, Field(max_length=50)] = None,
+    ) -> RunComparison:
+        """Runs side by side: their metrics, the params that differ, the best run per metric."""
+
+        def fetch(client: Any) -> RunComparison:
+            runs = [client.get_run(run_id) for run_id in run_ids]
+            summaries = [_summary(r) for r in runs]
+            if metrics:
+                for summary in summaries:
+                    summary.metrics = {k: v for k, v in summary.metrics.items() if k in metrics}
+            keys = set().union(*(r.data.params for r in runs))
+            differing = {
+                k: {r.info.run_id: r.data.params.get(k, "") for r in runs}
+                for k in sorted(keys)
+                if len({r.data.params.get(k) for r in runs}) > 1
+            }
+            best = {}
+            for key in sorted(set().union(*(s.metrics for s in summaries))):
+                having = [s for s in summaries if key in s.metrics]
+                pick = max if _higher_is_better(key) else min
+                best[key] = pick(having, key=lambda s, key=key: s.metrics[key]).run_id
+            return RunComparison(runs=summaries, differing_params=differing, best=best)
+
+        return await _run(ctx, fetch)
+
+    @mcp.tool(annotations=hints("Best run", read_only=True, idempotent=True))
+    async def runs_best(
+        experiment: str,
+        metric: Annotated[str, Field(min_length=1, max_length=250)],
+        ctx: Context,
+        mode: Literal["max", "min"] = "max",
+        filter: str | None = None,
+    ) -> RunSummary:
+        """The run with the highest (mode=max) or lowest (mode=min) value of a metric."""
+
+        def fetch(client: Any) -> RunSummary:
+            order = f"metrics.`{metric}` {'DESC' if mode == 'max' else 'ASC'}"
+            runs = client.search_runs(
+                _experiment_ids(client, experiment), filter or "", max_results=1, order_by=[order]
+            )
+            if not runs or metric not in runs[0].data.metrics:
+                raise ToolError(f"no run in {experiment!r} has the metric {metric!r}")
+            return _summary(runs[0])
+
+        return await _run(ctx, fetch)
+
+    @mcp.tool(annotations=hints("Log a run's cost", read_only=False, idempotent=True))
+    async def runs_cost_log(run_id: RunId, breakdown: CostBreakdown, ctx: Context) -> CostLogResult:
+        """Write cost metrics (cost_usd, cost_gpu_usd, gpu_hours, idle_gpu_cost_usd, ...) and tags
+        to a run. Idempotent: the same call twice leaves the same state."""
+
+        def write(client: Any) -> CostLogResult:
+            from mlflow.entities import Metric, RunTag
+
+            run = client.get_run(run_id)
+            # A fixed step and timestamp make a repeated call a duplicate MLflow ignores.
+            stamp = run.info.end_time or run.info.start_time or 0
+            values = {
+                k: v
+                for k, v in breakdown.model_dump().items()
+                if k in COST_METRICS and v is not None
+            }
+            tags = {
+                "trainops.cost.rate_card": breakdown.rate_card,
+                "trainops.cost.currency": breakdown.currency,
+                "trainops.cost.usd": f"{breakdown.cost_usd:.6f}",
+            }
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()],
+                tags=[RunTag(k, v) for k, v in tags.items()],
+            )
+            return CostLogResult(run_id=run_id, metrics=values, tags=tags)
+
+        return await _run(ctx, write)
+
+    @mcp.tool(annotations=hints("Cost report", read_only=True, idempotent=True))
+    async def costs_report(
+        ctx: Context,
+        experiment: str | None = None,
+        since: Annotated[
+            str | None, Field(description="ISO date or a span like 24h, 7d, 2w.")
+        ] = None,
+        group_by: GroupBy = "experiment",
+        max_groups: Annotated[int, Field(ge=1, le=500)] = 50,
+    ) -> CostReport:
+        """Cost totals over many runs, grouped (by experiment, model, dataset, job, day, status)."""
+
+        def fetch(client: Any) -> CostReport:
+            ids = _experiment_ids(client, experiment)
+            names = {e.experiment_id: e.name for e in client.search_experiments(max_results=50000)}
+            start = _since_ms(since)
+            flt = f"attributes.start_time >= {start}" if start is not None else ""
+            groups: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+            without = 0
+            for chunk in (ids[i : i + 100] for i in range(0, len(ids), 100)):
+                for run in _all_runs(client, chunk, flt):
+                    metrics = run.data.metrics
+                    if "cost_usd" not in metrics:
+                        without += 1
+                        continue
+                    key = _group_key(run, group_by, names)
+                    group = groups[key]
+                    group[0] += 1
+                    group[1] += metrics["cost_usd"]
+                    group[2] += metrics.get("gpu_hours", 0.0)
+                    group[3] += metrics.get("idle_gpu_cost_usd", 0.0)
+            ordered = sorted(groups.items(), key=lambda kv: kv[1][1], reverse=True)
+            return CostReport(
+                group_by=group_by,
+                groups=[
+                    CostGroup(
+                        key=k,
+                        runs=int(g[0]),
+                        cost_usd=round(g[1], 6),
+                        gpu_hours=round(g[2], 6),
+                        idle_gpu_cost_usd=round(g[3], 6),
+                    )
+                    for k, g in ordered[:max_groups]
+                ],
+                total_cost_usd=round(sum(g[1] for g in groups.values()), 6),
+                total_gpu_hours=round(sum(g[2] for g in groups.values()), 6),
+                runs_with_cost=int(sum(g[0] for g in groups.values())),
+                runs_without_cost=without,
+                truncated=len(ordered) > max_groups,
+            )
+
+        return await _run(ctx, fetch)
+
+    @mcp.tool(annotations=hints("Register a model", read_only=False))
+    async def models_register(
+        run_id: RunId,
+        name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.\- ]+$")],
+        ctx: Context,
+        alias: Annotated[
+            str | None,
+            Field(
+                pattern=r"^[A-Za-z_][\w-]*$",
+                max_length=100,
+                description="e.g. champion; moves to the new version.",
+            ),
+        ] = None,
+    ) -> ModelVersionInfo:
+        """Register the model a run logged as a new version of `name`, optionally under an alias."""
+
+        def register(client: Any) -> ModelVersionInfo:
+            from mlflow.exceptions import RestException
+
+            run = client.get_run(run_id)
+            logged = [
+                m
+                for m in client.search_logged_models(
+                    experiment_ids=[run.info.experiment_id],
+                    filter_string=f"source_run_id = '{run_id}'",
+                )
+                if m.name == "model"
+            ]
+            if not logged:
+                raise ToolError(f"run {run_id} logged no model; it finishes training first")
+            model = logged[-1]
+            with contextlib.suppress(RestException):
+                client.create_registered_model(name)  # exists already: fine
+            version = client.create_model_version(
+                name, f"models:/{model.model_id}", run_id=run_id, model_id=model.model_id
+            )
+            if alias:
+                client.set_registered_model_alias(name, alias, version.version)
+            return ModelVersionInfo(
+                name=name,
+                version=str(version.version),
+                source=version.source,
+                run_id=run_id,
+                alias=alias,
+                status=str(version.status),
+            )
+
+        return await _run(ctx, register)
+
+
+_HIGHER_IS_BETTER = ("accuracy", "f1", "auc", "precision", "recall", "samples_per_sec")
+
+
+def _higher_is_better(metric: str) -> bool:
+    return any(word in metric for word in _HIGHER_IS_BETTER)
+
+
+def _group_key(run: Any, group_by: GroupBy, names: dict[str, str]) -> str:
+    tags, params = run.data.tags, run.data.params
+    if group_by == "experiment":
+        return names.get(run.info.experiment_id, run.info.experiment_id)
+    if group_by == "model":
+        return tags.get("model") or params.get("model", "unknown")
+    if group_by == "dataset":
+        return tags.get("dataset.used") or params.get("dataset", "unknown")
+    if group_by == "job":
+        return tags.get("trainops.job_id", run.info.run_id)
+    if group_by == "day":
+        return (_time(run.info.start_time) or datetime.now(UTC)).date().isoformat()
+    return run.info.status
+
+
+def main(argv: list[str] | None = None) -> None:
+    serve(build_server, description=__doc__.splitlines()[0], argv=argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Prometheus MCP server: bounded PromQL and job utilisation."""

@@ -1,0 +1,3 @@
+from mcp_servers.prometheus.server import main
+
+main()

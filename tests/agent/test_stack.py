@@ -1,0 +1,84 @@
+"""`trainops up` / `status` / `down` as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import yaml
+
+from tests.support import REPO, clean_env
+
+
+def trainops(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=clean_env(TRAINOPS_HOME=str(home), COLUMNS="200", **env),
+        timeout=300,
+    )
+
+
+def services(home: Path) -> dict[str, dict]:
+    import json
+
+    found = {}
+    for name in ("mlflow", "prometheus"):
+        record = home / "stack" / name / "service.json"
+        if record.exists():
+            found[name] = json.loads(record.read_text())
+    return found
+
+
+def test_up_twice_is_one_stack_and_down_stops_exactly_it(tmp_path: Path) -> None:
+    first = trainops(tmp_path, "up")
+    assert first.returncode == 0, first.stderr
+    started = services(tmp_path)
+    assert set(started) == {"mlflow", "prometheus"}
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert config["mlflow_tracking_uri"] == started["mlflow"]["url"]
+    assert config["prometheus_url"] == started["prometheus"]["url"]
+    assert (tmp_path / "prometheus" / "targets").is_dir()
+
+    second = trainops(tmp_path, "up")
+    assert second.returncode == 0 and second.stdout.count("already running") == 2
+    assert services(tmp_path) == started
+
+    status = trainops(tmp_path, "status")
+    assert status.returncode == 0 and status.stdout.count("running") == 2
+    assert started["mlflow"]["url"] in status.stdout
+
+    down = trainops(tmp_path, "down")
+    assert down.returncode == 0
+    for record in started.values():
+        assert (
+            not psutil.pid_exists(record["pid"])
+            or psutil.Process(record["pid"]).status() == "zombie"
+        )
+    assert services(tmp_path) == {}
+    assert "mlflow_tracking_uri" not in (
+        yaml.safe_load((tmp_path / "config.yaml").read_text()) or {}
+    )
+    assert trainops(tmp_path, "status").stdout.count("stopped") == 2
+
+
+def test_missing_prometheus_is_explained_and_mlflow_still_starts(tmp_path: Path) -> None:
+    result = trainops(tmp_path, "up", TRAINOPS_STACK__PROMETHEUS_BINARY="/nonexistent/prometheus")
+    try:
+        assert result.returncode == 0, result.stderr
+        assert "Prometheus is not installed" in result.stdout and "apt-get install" in result.stdout
+        assert set(services(tmp_path)) == {"mlflow"}
+    finally:
+        trainops(tmp_path, "down")
+
+
+def test_bad_config_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("stack:\n  scrape_interval: often\n")
+    result = trainops(tmp_path, "up")
+    assert result.returncode == 2
+    assert "stack.scrape_interval" in result.stderr and "Traceback" not in result.stderr
+    assert services(tmp_path) == {}

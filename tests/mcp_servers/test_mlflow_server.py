@@ -1,0 +1,193 @@
+"""The MLflow MCP server over real sessions, checked against MlflowClient on a real server."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+from mlflow.entities import Metric
+
+from tests.mcp_servers.support import (
+    assert_matches_golden,
+    call,
+    call_error,
+    server_env,
+    stdio_session,
+    tool_snapshot,
+)
+from tests.support import free_port
+
+pytestmark = pytest.mark.anyio
+MODULE = "mcp_servers.mlflow"
+
+
+def env_for(tmp_path: Path, url: str) -> dict[str, str]:
+    return server_env(tmp_path, MLFLOW_TRACKING_URI=url)
+
+
+async def test_tool_list_matches_the_golden_snapshot(tmp_path: Path, mlflow_url: str) -> None:
+    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+        snapshot = await tool_snapshot(session)
+    assert_matches_golden("mlflow_tools", snapshot, update=bool(os.environ.get("UPDATE_GOLDEN")))
+
+
+async def test_the_jobs_run_reads_as_mlflow_holds_it(
+    tmp_path: Path, mlflow_url: str, mlflow_client, finished_job
+) -> None:
+    run = mlflow_client.get_run(finished_job.run_id)
+    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+        experiments = await call(session, "experiments_list")
+        assert "trainops" in [e["name"] for e in experiments["experiments"]]
+
+        page = await call(
+            session,
+            "runs_search",
+            experiment="trainops",
+            filter=f"tags.`trainops.job_id` = '{finished_job.job_id}'",
+        )
+        assert [r["run_id"] for r in page["runs"]] == [finished_job.run_id]
+        assert page["runs"][0]["metrics"] == run.data.metrics
+        assert page["runs"][0]["tags"]["dataset.used"] == "digits"
+
+        detail = await call(session, "runs_get", run_id=finished_job.run_id)
+        assert detail["params"] == run.data.params
+        assert detail["status"] == "FINISHED"
+        assert detail["duration_s"] == pytest.approx(
+            (run.info.end_time - run.info.start_time) / 1000
+        )
+
+        history = await call(
+            session, "runs_metric_history", run_id=finished_job.run_id, key="val_accuracy"
+        )
+        expected = mlflow_client.get_metric_history(finished_job.run_id, "val_accuracy")
+        assert [(p["step"], p["value"]) for p in history["points"]] == [
+            (m.step, m.value) for m in sorted(expected, key=lambda m: m.step)
+        ]
+        summary = history["summary"]
+        assert summary["count"] == 4 and not history["downsampled"]
+        assert summary["last"] == run.data.metrics["val_accuracy"]
+        assert summary["max"] == max(m.value for m in expected)
+
+        best = await call(session, "runs_best", experiment="trainops", metric="val_accuracy")
+        best_expected = max(
+            (
+                r
+                for r in mlflow_client.search_runs([run.info.experiment_id])
+                if "val_accuracy" in r.data.metrics
+            ),
+            key=lambda r: r.data.metrics["val_accuracy"],
+        )
+        assert best["metrics"]["val_accuracy"] == best_expected.data.metrics["val_accuracy"]
+
+
+async def test_a_100000_point_metric_comes_back_within_max_points(
+    tmp_path: Path, mlflow_url: str, mlflow_client
+) -> None:
+    experiment = mlflow_client.create_experiment(f"bounds-{os.getpid()}-{tmp_path.name}")
+    run_id = mlflow_client.create_run(experiment).info.run_id
+    values = [2.0 * math.exp(-step / 20_000) + 0.01 * math.sin(step) for step in range(100_000)]
+    values[73_123] = 0.0005  # a dip the downsampling must not lose
+    for start in range(0, len(values), 1000):
+        mlflow_client.log_batch(
+            run_id,
+            metrics=[
+                Metric("loss", values[i], 1_700_000_000_000 + i, i)
+                for i in range(start, start + 1000)
+            ],
+        )
+    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+        history = await call(
+            session, "runs_metric_history", run_id=run_id, key="loss", max_points=200
+        )
+    assert len(history["points"]) == 200 and history["downsampled"]
+    steps = [p["step"] for p in history["points"]]
+    assert steps[0] == 0 and steps[-1] == 99_999 and 73_123 in steps
+    summary = history["summary"]
+    assert summary["count"] == 100_000
+    assert summary["min"] == 0.0005 and summary["min_at"] == 73_123
+    assert summary["first"] == values[0] and summary["last"] == values[-1]
+    assert not summary["nonfinite"]
+
+
+async def test_compare_cost_log_report_and_register(
+    tmp_path: Path, mlflow_url: str, mlflow_client, finished_job
+) -> None:
+    job_run = mlflow_client.get_run(finished_job.run_id)
+    other = mlflow_client.create_run(job_run.info.experiment_id, tags={"model": "mlp"})
+    mlflow_client.log_param(other.info.run_id, "model", "mlp")
+    mlflow_client.log_metric(other.info.run_id, "val_accuracy", 0.01)
+    mlflow_client.set_terminated(other.info.run_id)
+    breakdown = {
+        "cost_usd": 0.42,
+        "cost_gpu_usd": 0.0,
+        "cost_cpu_usd": 0.4,
+        "cost_memory_usd": 0.02,
+        "gpu_hours": 0.0,
+        "cpu_hours": 8.0,
+        "rate_card": "default",
+    }
+    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+        comparison = await call(
+            session, "runs_compare", run_ids=[finished_job.run_id, other.info.run_id]
+        )
+        assert comparison["differing_params"]["model"] == {
+            finished_job.run_id: "cnn",
+            other.info.run_id: "mlp",
+        }
+        assert comparison["best"]["val_accuracy"] == finished_job.run_id
+
+        first = await call(
+            session, "runs_cost_log", run_id=finished_job.run_id, breakdown=breakdown
+        )
+        second = await call(
+            session, "runs_cost_log", run_id=finished_job.run_id, breakdown=breakdown
+        )
+        assert first == second
+        history = mlflow_client.get_metric_history(finished_job.run_id, "cost_usd")
+        assert [m.value for m in history] == [0.42]  # the same call twice: the same state
+        tags = mlflow_client.get_run(finished_job.run_id).data.tags
+        assert tags["trainops.cost.rate_card"] == "default"
+
+        report = await call(session, "costs_report", experiment="trainops", group_by="model")
+        by_model = {g["key"]: g for g in report["groups"]}
+        assert by_model["cnn"]["cost_usd"] == pytest.approx(0.42)
+        assert report["total_cost_usd"] == pytest.approx(0.42)
+        assert report["runs_without_cost"] >= 1  # the mlp run has no cost yet
+
+        version = await call(
+            session,
+            "models_register",
+            run_id=finished_job.run_id,
+            name="trainops-cnn",
+            alias="champion",
+        )
+        registered = mlflow_client.get_model_version_by_alias("trainops-cnn", "champion")
+        assert registered.version == version["version"] and registered.run_id == finished_job.run_id
+        error = await call_error(session, "models_register", run_id=other.info.run_id, name="x")
+        assert "logged no model" in error
+
+
+async def test_bad_arguments_and_unknown_runs_are_one_line_errors(
+    tmp_path: Path, mlflow_url: str
+) -> None:
+    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+        missing = "0" * 32
+        assert "runs_search lists what exists" in await call_error(
+            session, "runs_get", run_id=missing
+        )
+        assert "run_id" in await call_error(session, "runs_get", run_id="not-a-run")
+        assert "max_results" in await call_error(session, "runs_search", max_results=5000)
+        assert "no experiment 'nope'" in await call_error(session, "runs_search", experiment="nope")
+        error = await call_error(session, "costs_report", since="last tuesday")
+        assert "use an ISO date" in error and "\n" not in error
+
+
+async def test_unreachable_mlflow_is_a_tool_error_naming_the_url(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with stdio_session(MODULE, env_for(tmp_path, url)) as session:
+        with anyio.fail_after(60):  # a guard against hanging, not a speed requirement
+            error = await call_error(session, "experiments_list")
+    assert url in error and "trainops up" in error
