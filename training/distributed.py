@@ -88,8 +88,12 @@ def init_process_group(env: DistEnv, device: torch.device) -> None:
     )
 
 
-def destroy_process_group() -> None:
+def destroy_process_group(*, in_step: bool) -> None:
+    """Tear the group down; with `in_step` (every rank got here) after a barrier, so that no
+    rank closes its connections while a peer still uses them."""
     if dist.is_available() and dist.is_initialized():
+        if in_step:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -8,6 +8,7 @@ per epoch and a final `{"event": "done", ...}` line on stdout (rank 0).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -153,7 +154,7 @@ def run(job: Job) -> int:
             warnings += sink.close(status, timeout_s=120.0 if status == "FINISHED" else 5.0)
         if trainer is not None:
             trainer.close()
-        destroy_process_group()
+        destroy_process_group(in_step=status == "FINISHED")
 
     if not result["weights_in_sync"]:
         warnings.append(
@@ -238,5 +239,15 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _exit(code: int) -> None:
+    """Exit; a distributed rank skips interpreter teardown, where gloo's C++ threads can abort
+    the process after the job is already done (everything is flushed and closed by then)."""
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
