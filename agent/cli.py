@@ -40,8 +40,11 @@ def _print_stack(states, title: str) -> None:
         table.add_column(column)
     for s in states:
         table.add_row(
-            s.name, "[green]running[/green]" if s.running else "[dim]stopped[/dim]",
-            s.url or "", str(s.pid or ""), s.note or "",
+            s.name,
+            "[green]running[/green]" if s.running else "[dim]stopped[/dim]",
+            s.url or "",
+            str(s.pid or ""),
+            s.note or "",
         )
     Console().print(table)
 

@@ -1,0 +1,1 @@
+"""Turning a message into a Request: deterministic rules (always there) or an LLM."""

@@ -1,0 +1,1 @@
+"""Evaluation suites for trainops (natural-language parsing, scripted scenarios)."""
