@@ -88,6 +88,277 @@ def status() -> None:
     _print_stack(LocalStack(_settings()).status(), "trainops stack")
 
 
+# -- the agent ---------------------------------------------------------------------------------
+
+
+def _run_agent(
+    *,
+    text: str | None,
+    thread: str | None,
+    json_out: bool,
+    yes: bool,
+    fallback: str | None,
+    preset: dict | None = None,
+    resume: bool = False,
+    decision: str | None = None,
+    detach: bool = False,
+) -> None:
+    import asyncio
+    import json
+    import sys
+    import uuid
+
+    from rich.console import Console
+
+    from agent.context import chat_model
+    from agent.display import Progress
+    from agent.runner import Agent
+
+    settings = _settings()
+    try:
+        llm = chat_model(settings.llm)
+    except ValueError as e:
+        _fail(str(e))
+    thread_id = thread or uuid.uuid4().hex[:12]
+    console = Console(stderr=json_out)
+    progress = Progress(console, enabled=not json_out)
+
+    def approve(question: dict) -> str | None:
+        if decision:
+            return decision
+        if yes:
+            return "approve"
+        if json_out or not sys.stdin.isatty():
+            return None
+        from rich.prompt import Confirm
+
+        progress.stop()
+        console.print(f"[yellow]Approval needed:[/yellow] {'; '.join(question['reasons'])}")
+        estimate = question["estimate"]
+        console.print(
+            f"Estimate ${estimate['cost_usd']:.4f}, {estimate['duration_s']:.0f}s "
+            f"({estimate['basis']})"
+        )
+        return "approve" if Confirm.ask("Launch anyway?", default=False) else "deny"
+
+    async def go():
+        async with Agent(
+            settings, llm=llm, fallback_dataset=fallback, detach=detach, on_event=progress.update
+        ) as agent:
+            if resume:
+                return await agent.resume(thread_id, approve=approve)
+            return await agent.ask(thread_id, text or "", preset=preset, approve=approve)
+
+    try:
+        result = asyncio.run(go())
+    finally:
+        progress.stop()
+    if json_out:
+        print(
+            json.dumps(
+                {**result.facts, "answer": result.answer, "thread_id": result.thread_id},
+                default=str,
+            )
+        )
+    else:
+        console.print(result.answer, highlight=False, markup=False, soft_wrap=True)
+        for warning in result.facts.get("warnings", []):
+            console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+        console.print(f"[dim]thread {result.thread_id}[/dim]")
+
+
+@app.command()
+def ask(
+    text: Annotated[str, typer.Argument(help='e.g. "Train a CNN on MNIST with 3 epochs"')],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the facts as JSON")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve over-budget launches")] = False,
+    thread: Annotated[str | None, typer.Option(help="Continue this thread")] = None,
+    fallback_dataset: Annotated[
+        str | None,
+        typer.Option(help="Train on this dataset (loudly) if the asked one can't be had"),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Launch and return; follow up with the same --thread")
+    ] = False,
+) -> None:
+    """Run one request through the agent: launch, watch, price and report."""
+    _run_agent(
+        text=text,
+        thread=thread,
+        json_out=json_out,
+        yes=yes,
+        fallback=fallback_dataset,
+        detach=detach,
+    )
+
+
+@app.command()
+def resume(
+    thread: Annotated[str, typer.Argument(help="The thread to finish")],
+    approve: Annotated[bool, typer.Option("--approve", help="Approve a pending launch")] = False,
+    deny: Annotated[bool, typer.Option("--deny", help="Deny a pending launch")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Finish a thread whose agent stopped (crashed, killed, or waiting for approval)."""
+    if approve and deny:
+        _fail("--approve and --deny exclude each other; pick one")
+    decision = "approve" if approve else ("deny" if deny else None)
+    _run_agent(
+        text=None,
+        thread=thread,
+        json_out=json_out,
+        yes=False,
+        fallback=None,
+        resume=True,
+        decision=decision,
+    )
+
+
+@app.command()
+def chat(
+    yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
+    fallback_dataset: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """A conversation: one thread for the whole session (exit with Ctrl-D or 'exit')."""
+    import uuid
+
+    from rich.prompt import Prompt
+
+    thread = uuid.uuid4().hex[:12]
+    while True:
+        try:
+            text = Prompt.ask("[bold]trainops[/bold]")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if text.strip().lower() in ("exit", "quit", "bye"):
+            break
+        if text.strip():
+            _run_agent(text=text, thread=thread, json_out=False, yes=yes, fallback=fallback_dataset)
+
+
+@app.command()
+def parse(
+    text: Annotated[str, typer.Argument()],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show how a message is understood (the Request), without doing anything."""
+    import json
+
+    from agent.context import chat_model
+    from agent.parsing import rules
+    from agent.parsing.llm import parse_with_llm
+
+    settings = _settings()
+    try:
+        llm = chat_model(settings.llm)
+    except ValueError as e:
+        _fail(str(e))
+    request, warning = parse_with_llm(text, llm) if llm else (rules.parse(text), None)
+    payload = request.model_dump(mode="json", exclude_none=True)
+    if json_out:
+        print(json.dumps(payload))
+    else:
+        from rich.console import Console
+
+        Console().print_json(data=payload)
+    if warning:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _preset(intent: str, **slots) -> dict:
+    return {"intent": intent, **{k: v for k, v in slots.items() if v is not None}}
+
+
+@app.command()
+def jobs(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List jobs, newest first."""
+    _run_agent(
+        text="list jobs",
+        thread=None,
+        json_out=json_out,
+        yes=False,
+        fallback=None,
+        preset=_preset("list"),
+    )
+
+
+@app.command()
+def logs(
+    job: Annotated[str, typer.Argument(help="Job id, or 'latest'")] = "latest",
+    lines: Annotated[int, typer.Option(min=1, max=2000)] = 40,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The last lines of a job's output."""
+    _run_agent(
+        text=f"logs of {job}",
+        thread=None,
+        json_out=json_out,
+        yes=False,
+        fallback=None,
+        preset=_preset("logs", job=job, lines=lines),
+    )
+
+
+@app.command()
+def cost(
+    job: Annotated[str, typer.Argument(help="Job id, or 'latest'")] = "latest",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What a job cost (so far, if it is still running)."""
+    _run_agent(
+        text=f"cost of {job}",
+        thread=None,
+        json_out=json_out,
+        yes=False,
+        fallback=None,
+        preset=_preset("cost", job=job),
+    )
+
+
+@app.command(name="eval")
+def evaluate(
+    suite: Annotated[str, typer.Option(help="Which suite: nl")] = "nl",
+    min_accuracy: Annotated[float, typer.Option(help="Fail below this exact-match accuracy")] = 0.0,
+    show_failures: Annotated[bool, typer.Option("--failures")] = False,
+) -> None:
+    """Score the parser on the eval cases: accuracy per intent and per slot."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agent.context import chat_model
+    from agent.parsing import rules
+    from agent.parsing.llm import parse_with_llm
+    from evals.nl_suite import run_suite
+
+    if suite != "nl":
+        _fail(f"unknown suite {suite!r}; the suites are: nl")
+    settings = _settings()
+    llm = chat_model(settings.llm)
+    parser = (lambda text: parse_with_llm(text, llm)[0]) if llm else rules.parse
+    result = run_suite(parser)
+    console = Console()
+    for title, scores in (("intent", result.intents), ("slot", result.slots), ("tag", result.tags)):
+        table = Table(title=f"accuracy per {title}")
+        for column in (title, "right", "total", "accuracy"):
+            table.add_column(column)
+        for name, score in sorted(scores.items()):
+            table.add_row(name, str(score.right), str(score.total), f"{score.accuracy:.1%}")
+        console.print(table)
+    console.print(
+        f"exact match: {result.exact}/{result.cases} = {result.exact_accuracy:.1%} "
+        f"({'LLM' if llm else 'rules'})"
+    )
+    if show_failures:
+        for case, got in result.failures:
+            console.print(
+                f"[red]x[/red] {case.text!r}: expected {case.intent} {case.slots}, got {got}"
+            )
+    if result.exact_accuracy < min_accuracy:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,6 +59,46 @@ class StackSettings(BaseModel):
     prometheus_binary: str = Field("prometheus", description="Name on PATH, or a path.")
 
 
+class RateCard(BaseModel):
+    """Prices per hour of what a job requests (DESIGN: requested resources x wall time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpu_hour_usd: dict[str, float] = Field(
+        default_factory=lambda: {"default": 0.25},
+        description="Per GPU type (e.g. 'NVIDIA H100 80GB HBM3'); 'default' for any other.",
+    )
+    cpu_hour_usd: float = Field(0.05, ge=0)
+    gib_hour_usd: float = Field(0.005, ge=0)
+
+    def gpu_rate(self, gpu_type: str | None) -> float:
+        if gpu_type:
+            for name, rate in self.gpu_hour_usd.items():
+                if name != "default" and name.lower() in gpu_type.lower():
+                    return rate
+        return self.gpu_hour_usd.get("default", 0.25)
+
+
+class AgentSettings(BaseModel):
+    """How the agent plans, asks and watches."""
+
+    default_budget_usd: float = Field(10.0, gt=0, description="Approval needed above this.")
+    soft_max_gpus: int = Field(8, ge=0, description="Approval needed for more GPUs than this.")
+    default_epochs: int = Field(3, ge=1)
+    cpus_per_replica: float = Field(1.0, gt=0)
+    memory_per_replica: str = "2Gi"
+    cpus_per_gpu: float = Field(4.0, gt=0)
+    gib_per_gpu: int = Field(16, ge=1)
+    poll_seconds: float = Field(15.0, gt=0, le=300)
+    assumed_epoch_seconds_cpu: float = Field(600.0, gt=0)
+    assumed_epoch_seconds_gpu: float = Field(120.0, gt=0)
+    experiment: str = "trainops"
+    mcp_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Server name -> streamable HTTP URL; servers not named run over stdio.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRAINOPS_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
@@ -72,6 +112,10 @@ class Settings(BaseSettings):
     )
     prometheus_url: str | None = None
     llm: str | None = None
+    rates: RateCard = Field(
+        default_factory=RateCard, validation_alias=AliasChoices("TRAINOPS_RATES", "rates")
+    )
+    agent: AgentSettings = AgentSettings()
     kubernetes: KubernetesPolicy = KubernetesPolicy()
     stack: StackSettings = StackSettings()
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections import defaultdict
@@ -75,6 +76,7 @@ def build_server(settings: Settings) -> TrainopsMCP:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         import mlflow
 
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # stderr is the client's terminal
         uri = settings.mlflow_tracking_uri
         yield AppContext(uri, mlflow.MlflowClient(uri) if uri else None)
 

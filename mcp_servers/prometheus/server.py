@@ -411,9 +411,10 @@ def _utilization(
     if rss is not None:
         answered.append("process_resident_memory_bytes")
     # Every rank's exporter serves the step counter, so its sample count is the job's.
-    samples = scalar(
-        f'sum(count_over_time(trainops_train_steps_total{{job_id="{job_id}"}}[{window}]))'
-    ) or 0.0
+    samples = (
+        scalar(f'sum(count_over_time(trainops_train_steps_total{{job_id="{job_id}"}}[{window}]))')
+        or 0.0
+    )
     no_data = samples == 0 and not answered
     note = None
     if no_data:

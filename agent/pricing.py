@@ -1,0 +1,97 @@
+"""What a job costs: requested resources x wall time x the rate card, as OpenCost prices them.
+
+cost = sum over replicas of wall hours x (GPUs x $/GPU-h + vCPUs x $/vCPU-h + GiB x $/GiB-h).
+Beside it: GPU-hours, utilisation-weighted cost, idle-GPU cost = GPU cost x (1 - utilisation),
+cost per epoch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_servers.settings import RateCard
+
+_UNITS = {
+    "": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a job requests, per replica."""
+
+    replicas: int
+    gpus: int
+    cpus: float
+    memory_gib: float
+    gpu_type: str | None = None
+
+    @classmethod
+    def of(
+        cls, nodes: int, gpus_per_node: int, cpus: float, memory: str, gpu_type: str | None = None
+    ) -> Resources:
+        return cls(nodes, gpus_per_node, cpus, memory_gib(memory), gpu_type)
+
+    def hourly_usd(self, rates: RateCard) -> tuple[float, float, float]:
+        """(GPU, CPU, memory) dollars per wall hour for the whole job."""
+        return (
+            self.replicas * self.gpus * rates.gpu_rate(self.gpu_type),
+            self.replicas * self.cpus * rates.cpu_hour_usd,
+            self.replicas * self.memory_gib * rates.gib_hour_usd,
+        )
+
+    def per_hour(self, rates: RateCard) -> float:
+        return sum(self.hourly_usd(rates))
+
+
+def memory_gib(quantity: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)([KMGT]i?)?", quantity.strip())
+    if not match:
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    return float(match.group(1)) * _UNITS[match.group(2) or ""] / 2**30
+
+
+def cost_breakdown(
+    resources: Resources,
+    wall_seconds: float,
+    rates: RateCard,
+    *,
+    gpu_utilization: float | None = None,
+    epochs: int | None = None,
+    rate_card: str = "default",
+) -> dict[str, Any]:
+    """The fields of the MLflow server's CostBreakdown, ready for runs_cost_log."""
+    hours = max(wall_seconds, 0.0) / 3600
+    gpu_rate, cpu_rate, memory_rate = resources.hourly_usd(rates)
+    gpu_cost, cpu_cost, memory_cost = gpu_rate * hours, cpu_rate * hours, memory_rate * hours
+    total = gpu_cost + cpu_cost + memory_cost
+    breakdown: dict[str, Any] = {
+        "cost_usd": round(total, 8),
+        "cost_gpu_usd": round(gpu_cost, 8),
+        "cost_cpu_usd": round(cpu_cost, 8),
+        "cost_memory_usd": round(memory_cost, 8),
+        "gpu_hours": round(resources.replicas * resources.gpus * hours, 8),
+        "cpu_hours": round(resources.replicas * resources.cpus * hours, 8),
+        "wall_seconds": round(wall_seconds, 3),
+        "rate_card": rate_card,
+    }
+    if epochs:
+        breakdown["cost_per_epoch_usd"] = round(total / epochs, 8)
+    if resources.gpus and gpu_utilization is not None:
+        utilization = min(max(gpu_utilization, 0.0), 1.0)
+        breakdown["gpu_utilization"] = round(utilization, 6)
+        breakdown["idle_gpu_cost_usd"] = round(gpu_cost * (1 - utilization), 8)
+        breakdown["utilization_weighted_cost_usd"] = round(
+            gpu_cost * utilization + cpu_cost + memory_cost, 8
+        )
+    return breakdown
