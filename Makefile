@@ -6,12 +6,11 @@ PY := $(VENV)/bin/python
 # The CPU build; a range-only requirement would pull a multi-GB CUDA build instead.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
-DEMO_DIR := .trainops/demo
 
 .PHONY: help install prometheus demo test test-all lint bench clean
 
 help:
-	@echo "make demo   train the CNN on MNIST (falls back to bundled digits offline)"
+	@echo "make demo   the agent trains a CNN on MNIST (bundled digits offline) and reports"
 	@echo "make test   run the test suite (installs everything it needs)"
 	@echo "make lint   ruff";  echo "make bench  throughput benchmarks"
 
@@ -36,13 +35,12 @@ prometheus: $(STAMP)
 	dpkg -x $$dir/prometheus_*.deb $$dir/root && ln -sf $$(pwd)/$$dir/root/usr/bin/prometheus $(VENV)/bin/prometheus; \
 	$(VENV)/bin/prometheus --version | head -1
 
-demo: $(STAMP)
-	@run=$(DEMO_DIR)/$$(date +%Y%m%d-%H%M%S); mkdir -p $$run; \
-	echo "Training a CNN on MNIST for 3 epochs on 2 local ranks; checkpoints and MLflow store in $$run"; \
-	cd $$run && MLFLOW_TRACKING_URI=sqlite:///mlflow.db TRAINOPS_JOB_ID=demo-cnn-mnist \
-	$(CURDIR)/$(PY) -m torch.distributed.run --standalone --nproc-per-node 2 -m training.train \
-	  --model cnn --dataset mnist --epochs 3 --fallback-dataset digits \
-	  --data-dir $(CURDIR)/data --checkpoint-dir checkpoints
+# The seed scenario, end to end on this machine: the local stack, then the agent. Offline, MNIST
+# can't be downloaded; the demo asks for the bundled digits as its fallback and says so.
+demo: $(STAMP) prometheus
+	$(VENV)/bin/trainops up
+	$(VENV)/bin/trainops ask "Train a CNN on MNIST with 3 epochs" --yes --fallback-dataset digits
+	@echo "The stack keeps running for a look at MLflow; stop it with: $(VENV)/bin/trainops down"
 
 test: $(STAMP) prometheus
 	$(VENV)/bin/ruff check .
@@ -51,8 +49,9 @@ test: $(STAMP) prometheus
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP) prometheus
 	$(PY) bench/train_throughput.py
+	$(PY) bench/agent_overhead.py
 
 clean:
 	rm -rf $(VENV) .trainops .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ mapped onto a nearby action), then the intents whose words are least ambiguous.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,6 +48,8 @@ DATASETS = [
 ]
 REFUSE = re.compile(
     r"\bkubectl\b|\bhelm\b|\brm\s+-rf\b|\bsudo\b|\bssh\b|\bexec\b|\bshell\b|\bbash\b|\bdrop table\b"
+    r"|\$\(|\bcurl\b|\bwget\b|\|\s*(?:sh|bash|zsh)\b|&&|\bkill\s+-\d|\breboot\b"
+    r"|`[^`]*\b(?:rm|sudo|curl|wget|sh|reboot|kill|kubectl|python)\b[^`]*`"
     r"|\b(?:delete|remove|destroy|wipe|nuke|purge|erase)\b.{0,30}\b(?:namespace|cluster|nodes?|pvcs?|"
     r"volumes?|database|everything|all (?:jobs|runs|experiments|data|models)|experiments?|bucket|"
     r"secrets?|deployments?)\b"
@@ -88,6 +91,10 @@ LATEST = re.compile(
     r"\b(?:it|its|it's|latest|(?:the )?last (?:job|run|training|one|model)|previous (?:job|run)|"
     r"that(?: job| run| one| training)?|this (?:job|run|training)|the (?:job|run|training|model)|"
     r"my (?:job|run|training|last|latest))\b"
+)
+MIXED_SCRIPT = re.compile(r"\b(?=\w*[a-z])(?=\w*[\u0370-\u03ff\u0400-\u04ff])\w+\b")
+NEGATIVE_COUNT = re.compile(
+    r"(?<![\w.])-\s*\d+(?:\.\d+)?\s*(?:x\s*)?(?:gpus?|nodes?|machines?|epochs?|trials?|lines?|replicas?)\b"
 )
 JOB_ID = re.compile(r"\b([a-z0-9]+(?:-[a-z0-9]+)*-[0-9a-f]{4})\b")
 JOB_NAMED = re.compile(  # a name with a digit or a dash: "job mnist-baseline", not "job crashed"
@@ -160,6 +167,10 @@ def parse(text: str) -> Request:
     if len(clean) > MAX_TEXT:
         return _unknown(f"That message is too long ({len(clean)} characters; {MAX_TEXT} at most).")
     t = normalize(clean)
+    if MIXED_SCRIPT.search(t):
+        return _unknown("A word mixes alphabets (e.g. Latin and Cyrillic look-alikes); retype it.")
+    if re.match(r"\s*[\[{<]", t):
+        return _unknown("That looks like code or data, not a request; say it in a sentence.")
     if REFUSE.search(t):
         return _unknown(
             "That is outside what trainops does: it never runs commands or deletes "
@@ -168,6 +179,8 @@ def parse(text: str) -> Request:
     intent = _intent(t)
     if intent == "unknown":
         return _unknown()
+    if NEGATIVE_COUNT.search(t):
+        return _unknown("Counts (epochs, GPUs, nodes, trials, lines) can't be negative.")
     slots = _slots(t, clean, intent)
     try:
         return Request(intent=intent, **slots)
@@ -181,7 +194,7 @@ def parse(text: str) -> Request:
 
 
 def normalize(text: str) -> str:
-    t = text.lower()
+    t = unicodedata.normalize("NFKC", text).lower()  # fullwidth and other compatibility forms
     t = t.replace("–", "-").replace("—", "-").replace("×", "x").replace("’", "'").replace("−", "-")
     return normalize_numbers(t)
 

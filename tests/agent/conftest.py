@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.stack import LocalStack
+from mcp_servers.kubernetes.local.store import JobStore
+from mcp_servers.settings import Settings, load_settings
+from tests.conftest import stack_settings
+from tests.support import clean_env
+
+
+@pytest.fixture()
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture()
+def agent_home(tmp_path: Path, stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A TRAINOPS_HOME of the test's own: its jobs, a Prometheus watching them, and the session's
+    MLflow server, all found through config.yaml as `trainops up` leaves it."""
+    local = LocalStack(stack_settings(tmp_path))
+    local.up(("prometheus",))
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["mlflow_tracking_uri"] = stack.mlflow_url
+    config["agent"] = {"poll_seconds": 2}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("TRAINOPS_HOME", str(tmp_path))
+    yield tmp_path
+    local.down(("prometheus",))
+
+
+def home_settings(home: Path) -> Settings:
+    return load_settings(home=home)
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    return clean_env(TRAINOPS_HOME=str(home), COLUMNS="200", **extra)
+
+
+def jobs_in(home: Path) -> list[str]:
+    return sorted(job.job_id for job in JobStore(home / "jobs").jobs())

@@ -1,0 +1,58 @@
+"""The `trainops` command line: parse, eval, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.agent.conftest import cli_env
+from tests.support import REPO
+
+
+def trainops(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        cwd=REPO,
+        env=cli_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_parse_prints_the_request_contract(tmp_path: Path) -> None:
+    result = trainops(
+        tmp_path,
+        "parse",
+        "Train a CNN on MNIST with 3 epochs on 2 GPUs, keep it under $5",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "intent": "train",
+        "model": "cnn",
+        "dataset": "mnist",
+        "epochs": 3,
+        "gpus": 2,
+        "budget_usd": 5.0,
+    }
+
+
+def test_eval_reports_accuracy_per_intent_and_slot(tmp_path: Path) -> None:
+    result = trainops(tmp_path, "eval", "--suite", "nl", "--min-accuracy", "0.95")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "accuracy per intent" in result.stdout and "accuracy per slot" in result.stdout
+    assert "exact match:" in result.stdout
+
+
+def test_bad_input_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    unknown_suite = trainops(tmp_path, "eval", "--suite", "vibes")
+    assert unknown_suite.returncode == 2 and "unknown suite 'vibes'" in unknown_suite.stderr
+    both = trainops(tmp_path, "resume", "t1", "--approve", "--deny")
+    assert both.returncode == 2 and "pick one" in both.stderr
+    (tmp_path / "config.yaml").write_text("agent:\n  poll_seconds: -1\n")
+    bad_config = trainops(tmp_path, "parse", "list jobs")
+    assert bad_config.returncode == 2 and "agent.poll_seconds" in bad_config.stderr
+    assert "Traceback" not in bad_config.stderr + both.stderr + unknown_suite.stderr
