@@ -108,7 +108,7 @@ def fuzzed(count: int, seed: int = 20261122) -> list[str]:
         if i % 2 == 0:
             messages.append("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300))))
         else:  # word salad that always carries something trainops must refuse
-            words = rng.sample(vocab, rng.randint(2, 8)) + [rng.choice(danger)]
+            words = [*rng.sample(vocab, rng.randint(2, 8)), rng.choice(danger)]
             rng.shuffle(words)
             messages.append(" ".join(words))
     return messages
