@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from agent.runner import Agent
 from mcp_servers.kubernetes.local.backend import LocalBackend
+from mcp_servers.settings import load_settings
 from tests.agent.conftest import cli_env, home_settings, jobs_in
-from tests.support import REPO, wait_for
+from tests.support import REPO, free_port, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -65,8 +67,8 @@ async def test_follow_ups_in_one_thread(agent_home: Path) -> None:
         assert going.answer.startswith(f"{job_id}: Running: epoch")
         spent = await agent.ask("t1", "what did it cost?")
         assert spent.facts["cost_usd"] > 0 and "so far" in spent.answer
-        logs = await agent.ask("t1", "show the last 5 lines of the logs")
-        assert len(logs.facts["lines"]) == 5 and '"event": "epoch"' in logs.facts["lines"][-1]
+        logs = await agent.ask("t1", "show the last 2 lines of the logs")
+        assert len(logs.facts["lines"]) == 2 and '"event": "epoch"' in logs.facts["lines"][-1]
         cancelled = await agent.ask("t1", "cancel it")
         assert cancelled.facts["phase"] == "Cancelled"
         after = await agent.ask("t1", "how is it going?")
@@ -152,3 +154,26 @@ async def test_out_of_scope_and_hard_caps_launch_nothing(agent_home: Path) -> No
         nothing = await agent.ask("safety", "why did it fail?")
         assert "there are no jobs yet" in nothing.answer
     assert jobs_in(agent_home) == []
+
+
+async def test_prometheus_down_still_prices_and_a_failed_job_is_diagnosed(agent_home: Path) -> None:
+    config = yaml.safe_load((agent_home / "config.yaml").read_text())
+    config["kubernetes"] = {"backoff_limit": 0}  # fail on the first error, no retries
+    (agent_home / "config.yaml").write_text(yaml.safe_dump(config))
+    settings = load_settings(home=agent_home, prometheus_url=f"http://127.0.0.1:{free_port()}")
+    async with Agent(settings) as agent:
+        done = await agent.ask("ops", "Train an MLP on digits for 1 epoch")
+        assert done.facts["phase"] == "Succeeded" and done.facts["cost_usd"] > 0
+        assert done.facts["cpu_utilization"] is None
+        assert any(
+            "utilisation unknown" in w and "unreachable" in w for w in done.facts["warnings"]
+        )
+        assert "Utilisation: unknown." in done.answer
+
+        failed = await agent.ask("ops", "Train a CNN on MNIST for 1 epoch")  # offline: no MNIST
+        assert failed.facts["phase"] == "Failed"
+        assert "mnist is not available" in failed.facts["message"]
+        why = await agent.ask("ops", "why did it fail?")
+        assert why.facts["job_id"] == failed.facts["job_id"]
+        assert why.facts["findings"][0]["problem"] == "dataset unavailable"
+        assert "fallback dataset" in why.answer

@@ -152,10 +152,18 @@ async def test_compare_cost_log_report_and_register(
         assert tags["trainops.cost.rate_card"] == "default"
 
         report = await call(session, "costs_report", experiment="trainops", group_by="model")
-        by_model = {g["key"]: g for g in report["groups"]}
-        assert by_model["cnn"]["cost_usd"] == pytest.approx(0.42)
-        assert report["total_cost_usd"] == pytest.approx(0.42)
-        assert report["runs_without_cost"] >= 1  # the mlp run has no cost yet
+        runs = mlflow_client.search_runs([job_run.info.experiment_id], max_results=5000)
+        priced = [r for r in runs if "cost_usd" in r.data.metrics]
+        expected: dict[str, float] = {}
+        for r in priced:
+            model = r.data.tags.get("model") or r.data.params.get("model", "unknown")
+            expected[model] = expected.get(model, 0.0) + r.data.metrics["cost_usd"]
+        by_model = {g["key"]: g["cost_usd"] for g in report["groups"]}
+        assert by_model == pytest.approx(expected, abs=1e-6)  # the report rounds to 6 places
+        assert by_model["cnn"] >= 0.42
+        assert report["total_cost_usd"] == pytest.approx(sum(expected.values()), abs=1e-6)
+        assert report["runs_with_cost"] == len(priced)
+        assert report["runs_without_cost"] == len(runs) - len(priced) >= 1  # the mlp run
 
         version = await call(
             session,
