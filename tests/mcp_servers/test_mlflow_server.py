@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
@@ -90,14 +91,15 @@ async def test_a_100000_point_metric_comes_back_within_max_points(
     run_id = mlflow_client.create_run(experiment).info.run_id
     values = [2.0 * math.exp(-step / 20_000) + 0.01 * math.sin(step) for step in range(100_000)]
     values[73_123] = 0.0005  # a dip the downsampling must not lose
-    for start in range(0, len(values), 1000):
-        mlflow_client.log_batch(
-            run_id,
-            metrics=[
-                Metric("loss", values[i], 1_700_000_000_000 + i, i)
-                for i in range(start, start + 1000)
-            ],
-        )
+
+    def log(start: int) -> None:
+        points = [
+            Metric("loss", values[i], 1_700_000_000_000 + i, i) for i in range(start, start + 1000)
+        ]
+        mlflow_client.log_batch(run_id, metrics=points)
+
+    with ThreadPoolExecutor(4) as pool:  # MLflow takes 1000 points a batch
+        list(pool.map(log, range(0, len(values), 1000)))
     async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
         history = await call(
             session, "runs_metric_history", run_id=run_id, key="loss", max_points=200

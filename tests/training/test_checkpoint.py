@@ -46,7 +46,7 @@ def test_kill_during_checkpoint_writes_never_leaves_an_unloadable_latest(tmp_pat
     rng = random.Random(1234)
     killed_mid_write = 0
     env = clean_env(PYTHONPATH=str(REPO))
-    for _ in range(12):
+    for _ in range(8):
         writer = subprocess.Popen(
             [sys.executable, "-m", "tests.training.checkpoint_writer", str(tmp_path)],
             cwd=REPO,

@@ -72,28 +72,6 @@ def test_fallback_is_used_only_when_asked_and_says_why(tmp_path: Path) -> None:
     assert "mnist is not available" in loaded.fallback_reason
 
 
-def test_fallback_is_announced_on_stdout_and_in_the_done_line(tmp_path: Path) -> None:
-    run = run_training(
-        train_args(
-            "cnn",
-            "fashion-mnist",
-            data_dir=str(tmp_path),
-            no_download=True,
-            fallback_dataset="digits",
-            smoke_test=True,
-        )
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    notices = [
-        line for line in run.stdout_lines if line.startswith("WARNING: dataset fashion-mnist")
-    ]
-    assert notices and "so this job trains on digits instead" in notices[0]
-    done = run.event("done")
-    assert done["dataset_used"] == "digits" and done["dataset_requested"] == "fashion-mnist"
-    assert done["fallback"] is True
-    assert any("fashion-mnist is not available" in w for w in done["warnings"])
-
-
 @pytest.fixture()
 def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real HTTP server standing in for a dataset mirror."""

@@ -110,7 +110,9 @@ def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
     assert runs[0].info.status == "FINISHED"
 
 
-def test_fallback_is_tagged_on_the_run(mlflow_url, mlflow_client, tmp_path: Path) -> None:
+def test_fallback_is_loud_on_stdout_in_the_done_line_and_on_the_run(
+    mlflow_url, mlflow_client, tmp_path: Path
+) -> None:
     job_id = f"cnn-mnist-{uuid.uuid4().hex[:4]}"
     run = run_training(
         train_args(
@@ -125,6 +127,12 @@ def test_fallback_is_tagged_on_the_run(mlflow_url, mlflow_client, tmp_path: Path
         env=job_env(mlflow_url, job_id),
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    tags = mlflow_client.get_run(run.event("done")["mlflow_run_id"]).data.tags
+    notices = [line for line in run.stdout_lines if line.startswith("WARNING: dataset mnist")]
+    assert notices and "so this job trains on digits instead" in notices[0]
+    done = run.event("done")
+    assert done["dataset_used"] == "digits" and done["dataset_requested"] == "mnist"
+    assert done["fallback"] is True
+    assert any("mnist is not available" in w for w in done["warnings"])
+    tags = mlflow_client.get_run(done["mlflow_run_id"]).data.tags
     assert tags["dataset.used"] == "digits" and tags["dataset.requested"] == "mnist"
     assert "mnist is not available" in tags["dataset.fallback_reason"]
