@@ -7,23 +7,11 @@ cost per epoch.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_servers.quantities import parse_bytes
 from mcp_servers.settings import RateCard
-
-_UNITS = {
-    "": 1,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
 
 
 @dataclass(frozen=True)
@@ -40,7 +28,7 @@ class Resources:
     def of(
         cls, nodes: int, gpus_per_node: int, cpus: float, memory: str, gpu_type: str | None = None
     ) -> Resources:
-        return cls(nodes, gpus_per_node, cpus, memory_gib(memory), gpu_type)
+        return cls(nodes, gpus_per_node, cpus, parse_bytes(memory) / 2**30, gpu_type)
 
     def hourly_usd(self, rates: RateCard) -> tuple[float, float, float]:
         """(GPU, CPU, memory) dollars per wall hour for the whole job."""
@@ -52,13 +40,6 @@ class Resources:
 
     def per_hour(self, rates: RateCard) -> float:
         return sum(self.hourly_usd(rates))
-
-
-def memory_gib(quantity: str) -> float:
-    match = re.fullmatch(r"([0-9.]+)([KMGT]i?)?", quantity.strip())
-    if not match:
-        raise ValueError(f"not a memory quantity: {quantity!r}")
-    return float(match.group(1)) * _UNITS[match.group(2) or ""] / 2**30
 
 
 def cost_breakdown(

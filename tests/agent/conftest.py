@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from agent.stack import LocalStack
 from mcp_servers.kubernetes.local.store import JobStore
 from mcp_servers.settings import Settings, load_settings
 from tests.conftest import stack_settings
-from tests.support import clean_env
+from tests.support import REPO, clean_env
 
 
 @pytest.fixture()
@@ -39,6 +41,20 @@ def home_settings(home: Path) -> Settings:
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
     return clean_env(TRAINOPS_HOME=str(home), COLUMNS="200", **extra)
+
+
+def trainops(
+    home: Path, *args: str, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`trainops ARGS` as a user runs it, with this home."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        cwd=REPO,
+        env=cli_env(home, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def jobs_in(home: Path) -> list[str]:

@@ -16,21 +16,10 @@ from mlflow import MlflowClient
 from agent.runner import Agent
 from mcp_servers.kubernetes.local.backend import LocalBackend
 from mcp_servers.settings import load_settings
-from tests.agent.conftest import cli_env, home_settings, jobs_in
+from tests.agent.conftest import cli_env, home_settings, jobs_in, trainops
 from tests.support import REPO, free_port, wait_for
 
 pytestmark = pytest.mark.anyio
-
-
-def trainops(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        cwd=REPO,
-        env=cli_env(home),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_a_train_request_ends_with_mlflows_numbers_and_its_cost(agent_home: Path, stack) -> None:

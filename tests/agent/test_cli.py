@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.agent.conftest import cli_env
-from tests.support import REPO
-
-
-def trainops(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        cwd=REPO,
-        env=cli_env(home),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.agent.conftest import trainops
 
 
 def test_parse_prints_the_request_contract(tmp_path: Path) -> None:

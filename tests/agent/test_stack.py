@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 import yaml
 
-from tests.support import REPO, clean_env
-
-
-def trainops(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=clean_env(TRAINOPS_HOME=str(home), COLUMNS="200", **env),
-        timeout=300,
-    )
+from tests.agent.conftest import trainops
 
 
 def services(home: Path) -> dict[str, dict]:

@@ -6,21 +6,10 @@ batch/v1 Job: one pod. PyTorchJob: Master + Workers from pytorchReplicaSpecs. Tr
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-UNITS = {
-    "": 1,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-}
+from mcp_servers.quantities import parse_bytes, parse_cpu
 
 
 @dataclass(frozen=True)
@@ -163,14 +152,3 @@ def _resources(resources: dict[str, Any]) -> dict[str, Any]:
         "memory_bytes": parse_bytes(str(requests.get("memory", limits.get("memory", "0")))),
         "gpus": int(limits.get("nvidia.com/gpu", requests.get("nvidia.com/gpu", 0))),
     }
-
-
-def parse_cpu(quantity: str) -> float:
-    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
-
-
-def parse_bytes(quantity: str) -> int:
-    match = re.fullmatch(r"([0-9.]+)([KMGT]i?)?", quantity)
-    if not match:
-        raise ValueError(f"not a memory quantity: {quantity!r}")
-    return int(float(match.group(1)) * UNITS[match.group(2) or ""])
