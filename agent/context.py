@@ -5,7 +5,7 @@ Built once per agent run and passed down; nodes never read the environment thems
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agent.tools import Toolbox
@@ -23,7 +23,6 @@ class AgentContext:
     thread_id: str = "default"
     detach: bool = False
     """Launch and return at once instead of watching the job to the end."""
-    warnings: list[str] = field(default_factory=list)
 
 
 def chat_model(spec: str | None) -> Any | None:

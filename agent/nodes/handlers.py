@@ -19,7 +19,7 @@ from agent.nodes.common import (
     resolve_job,
     utilization_of,
 )
-from agent.nodes.plan import _estimate, job_spec
+from agent.nodes.plan import estimate_cost, job_spec
 from agent.state import AgentState
 from agent.tools import ToolCallError
 
@@ -112,7 +112,7 @@ async def logs(state, ctx, request, warnings):
 async def cost(state, ctx, request, warnings):
     if request.get("model") and request.get("dataset"):
         spec = job_spec(request, ctx)
-        estimate = await _estimate(spec, ctx, warnings)
+        estimate = await estimate_cost(spec, ctx, warnings)
         return {
             "answer": (
                 f"Estimated {money(estimate['cost_usd'])} for {spec['epochs']} epochs of "

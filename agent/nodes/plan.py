@@ -71,7 +71,7 @@ async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
     except ToolCallError as e:
         return {"plan": {"spec": spec, "refused": f"Not launched: {e}"}}
     warnings = list(state.get("warnings", []))
-    estimate = await _estimate(spec, ctx, warnings)
+    estimate = await estimate_cost(spec, ctx, warnings)
     budget = request.get("budget_usd") or ctx.settings.agent.default_budget_usd
     reasons = []
     if estimate["cost_usd"] > budget:
@@ -95,7 +95,9 @@ async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
     }
 
 
-async def _estimate(spec: dict[str, Any], ctx: AgentContext, warnings: list[str]) -> dict[str, Any]:
+async def estimate_cost(
+    spec: dict[str, Any], ctx: AgentContext, warnings: list[str]
+) -> dict[str, Any]:
     """Duration and cost from comparable finished MLflow runs, else a stated conservative guess."""
     agent = ctx.settings.agent
     world = spec["nodes"] * max(spec["gpus_per_node"], 1)

@@ -96,10 +96,6 @@ def normalize_numbers(text: str) -> str:
 NUMBER = r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
 
 
-def to_number(text: str) -> float:
-    return float(text)
-
-
 def as_int(text: str) -> int | None:
     value = float(text)
     return int(value) if value.is_integer() else None

@@ -155,10 +155,6 @@ class TrainingJobSpec(BaseModel):
         return labels
 
     @property
-    def replicas(self) -> int:
-        return self.nodes
-
-    @property
     def procs_per_node(self) -> int:
         return max(self.gpus_per_node, 1)
 
