@@ -49,6 +49,8 @@ class TrainConfig:
     checkpoint_every: int = 1
     keep_checkpoints: int = 2
     compile: bool = False
+    cuda_graph: bool = True
+    """Replay each training step as one CUDA graph (one GPU process, data on the GPU)."""
     precision: Precision = "auto"
     device: DeviceKind = "auto"
     activation_checkpointing: bool = False
@@ -182,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, help="epochs")
     add("--keep-checkpoints", type=int, default=TrainConfig.keep_checkpoints)
     add("--compile", action="store_true", help="torch.compile the model")
+    add(
+        "--no-cuda-graph",
+        dest="cuda_graph",
+        action="store_false",
+        help="launch every kernel of every step from Python instead of replaying a CUDA graph",
+    )
     add(
         "--precision",
         default="auto",

@@ -105,11 +105,6 @@ def run(job: Job) -> int:
         )
         progress.notice(notice)
         warnings.append(notice)
-    if job.device.type == "cuda":
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
-        torch.backends.cudnn.benchmark = True
-
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     init_process_group(env, job.device)
     checkpoints = (

@@ -30,6 +30,7 @@ from training.distributed import (
 )
 from training.errors import ConfigError
 from training.models import CONVNETS, build_model
+from training.step_graph import WARMUP_STEPS, StepGraph, side_stream
 from training.telemetry.mlflow_sink import MlflowSink
 from training.telemetry.progress import Progress
 from training.telemetry.prometheus import NullExporter, PrometheusExporter
@@ -61,6 +62,10 @@ class Trainer:
         telemetry: Telemetry,
         checkpoints: CheckpointManager | None = None,
     ) -> None:
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.fp32_precision = "tf32"
+            torch.backends.cudnn.conv.fp32_precision = "tf32"
+            torch.backends.cudnn.benchmark = True
         self.cfg = cfg
         self.env = env
         self.device = device
@@ -90,14 +95,23 @@ class Trainer:
                 model, device_ids=device_ids, gradient_as_bucket_view=True
             )
         self.forward = torch.compile(wrapped) if cfg.compile else wrapped
-        self.optimizer = _adamw(model, cfg, fused=device.type == "cuda")
+        resident = fits_on_device(dataset.nbytes, device)
+        # One process with the data on the GPU: the whole step can be one CUDA graph. DDP's NCCL
+        # all-reduce can be captured too, but only with more than one GPU to prove it on.
+        self.graphed = (
+            cfg.cuda_graph
+            and device.type == "cuda"
+            and resident
+            and not env.distributed
+            and not cfg.activation_checkpointing
+        )
+        self.optimizer = _adamw(model, cfg, fused=device.type == "cuda", capturable=self.graphed)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _warmup_cosine(self.total_steps, cfg.warmup_fraction)
         )
         # Dropout and augmentation differ per rank; the streams are checkpointed per rank.
         _seed_everything(cfg.seed + 1 + env.rank)
 
-        resident = fits_on_device(dataset.nbytes, device)
         eval_batch = self.local_batch * 4
         self.train_data = DeviceSplit(
             dataset.train, device, resident=resident, max_batch=self.local_batch
@@ -116,6 +130,8 @@ class Trainer:
             self._scale = 1.0 / (255.0 * std)
             self._shift = -mean / std
         self._loss_probe = _AsyncScalar(device)
+        self._step_graph: StepGraph | None = None
+        self._warmup_steps = 0
 
         self.epoch = 0
         self.step = 0
@@ -129,19 +145,47 @@ class Trainer:
 
     # -- the step ------------------------------------------------------------------------------
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """One optimizer step; returns the loss as a device tensor (no host sync)."""
+    def train_step(self, index: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on this rank's samples at `index`; returns the loss as a device
+        tensor (no host sync). Replays the captured graph once it exists."""
+        if self.graphed and self._step_graph is None and self._warmup_steps >= WARMUP_STEPS:
+            self._step_graph = self._capture(index)
+        if self._step_graph is not None:
+            loss = self._step_graph.replay(index)
+        elif self.graphed:
+            with side_stream(self.device):
+                loss = self._update(index)
+                self.optimizer.zero_grad(set_to_none=True)
+            self._warmup_steps += 1
+        else:
+            loss = self._update(index)
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return loss
+
+    def _update(self, index: torch.Tensor) -> torch.Tensor:
+        """Gather, forward, backward, optimizer step: exactly what the CUDA graph records."""
+        inputs, targets = self.train_data.gather(index)
         with torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+            self.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.precision == "bf16",
+            cache_enabled=not self.graphed,
         ):
-            loss = self._loss(self.forward(inputs), targets)
+            loss = self._loss(self.forward(self._prepare(inputs, train=True)), targets)
         loss.backward()
         if self.dataset.task == "language_modeling":
             nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
         self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
+
+    def _capture(self, index: torch.Tensor) -> StepGraph | None:
+        try:
+            return StepGraph(self._update, index, self.optimizer)
+        except RuntimeError as e:
+            log.warning("CUDA graph capture failed (%s); training continues eagerly", e)
+            self.graphed = False
+            return None
 
     def _loss(
         self, output: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
@@ -208,8 +252,7 @@ class Trainer:
         exporter = self.telemetry.exporter
         started = last = time.perf_counter()
         for i in range(self.steps_per_epoch):
-            inputs, targets = self.train_data.gather(index[i])
-            losses[i] = self.train_step(self._prepare(inputs, train=True), targets)
+            losses[i] = self.train_step(index[i])
             self.step += 1
             now = time.perf_counter()
             exporter.on_step(self.local_batch, now - last, self.scheduler.get_last_lr()[0])
@@ -285,6 +328,7 @@ class Trainer:
             "metrics": final,
             "weights_fingerprints": fingerprints,
             "weights_in_sync": len(set(fingerprints)) == 1,
+            "cuda_graph": self._step_graph is not None,
         }
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -324,7 +368,7 @@ class Trainer:
                 f"{self.cfg.model} on {self.dataset.name}; use a fresh --checkpoint-dir"
             )
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        _load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
         self.step = state["step"]
@@ -404,14 +448,33 @@ class _AsyncScalar:
         return float(self.host)
 
 
-def _adamw(model: nn.Module, cfg: TrainConfig, *, fused: bool) -> torch.optim.AdamW:
+def _adamw(
+    model: nn.Module, cfg: TrainConfig, *, fused: bool, capturable: bool
+) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=fused or None)
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=(0.9, 0.95), fused=fused or None, capturable=capturable
+    )
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load hyperparameters and moments, but keep this process's kernel choices: a checkpoint
+    written by a GPU job (fused, capturable) may resume on a CPU node, and the reverse."""
+    own = [(group["fused"], group["capturable"]) for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, (fused, capturable) in zip(optimizer.param_groups, own, strict=True):
+        group["fused"], group["capturable"] = fused, capturable
+        for param in group["params"]:
+            step = optimizer.state.get(param, {}).get("step")
+            if isinstance(step, torch.Tensor):
+                on_device = fused or capturable
+                where = param.device if on_device else torch.device("cpu")
+                optimizer.state[param]["step"] = step.to(where, torch.float32)
 
 
 def _warmup_cosine(total_steps: int, warmup_fraction: float):

@@ -1,4 +1,5 @@
-"""On a CUDA machine: NCCL DDP, bf16, data resident on the GPU, GPU metrics exported."""
+"""On a CUDA machine: NCCL DDP, bf16, data resident on the GPU, the step as a CUDA graph,
+GPU metrics exported."""
 
 from __future__ import annotations
 
@@ -30,6 +31,37 @@ def test_nccl_ddp_trains_with_bf16_and_the_data_on_the_gpu() -> None:
     assert start["precision"] == "bf16" and start["data_on_device"] is True
     done = run.event("done")
     assert done["weights_in_sync"] and done["metrics"]["val_accuracy"] > 0.9
+    assert done["cuda_graph"] is (gpus == 1)  # DDP steps stay eager
+    lrs = [e["lr"] for e in run.events if e["event"] == "epoch"]
+    assert lrs[0] > lrs[1], "the scheduler must reach the captured step's learning rate"
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet18", "gpt"])
+def test_graphed_and_eager_steps_train_alike(model: str) -> None:
+    dataset = "synthetic"
+    flags = dict(epochs=2, synthetic_samples=4096, batch_size=128, smoke_test=True)
+    graphed = run_training(train_args(model, dataset, **flags))
+    eager = run_training(train_args(model, dataset, no_cuda_graph=True, **flags))
+    assert graphed.returncode == 0, graphed.stderr[-3000:]
+    assert eager.returncode == 0, eager.stderr[-3000:]
+    assert graphed.event("done")["cuda_graph"] and not eager.event("done")["cuda_graph"]
+    key = "val_loss"
+    g, e = graphed.event("done")["metrics"], eager.event("done")["metrics"]
+    assert g["lr"] == pytest.approx(e["lr"])
+    assert g[key] == pytest.approx(e[key], rel=0.25, abs=0.05)
+
+
+def test_a_graphed_checkpoint_resumes_on_the_gpu_and_on_the_cpu(tmp_path) -> None:
+    flags = dict(synthetic_samples=4096, batch_size=128, checkpoint_dir=tmp_path / "ckpt")
+    first = run_training(train_args("cnn", "synthetic", epochs=1, **flags))
+    assert first.returncode == 0, first.stderr[-3000:]
+    on_gpu = run_training(train_args("cnn", "synthetic", epochs=2, **flags))
+    assert on_gpu.returncode == 0, on_gpu.stderr[-3000:]
+    assert on_gpu.event("resumed")["from_epoch"] == 1 and on_gpu.event("done")["cuda_graph"]
+    on_cpu = run_training(train_args("cnn", "synthetic", epochs=3, device="cpu", **flags))
+    assert on_cpu.returncode == 0, on_cpu.stderr[-3000:]
+    assert on_cpu.event("resumed")["from_epoch"] == 2
+    assert on_cpu.event("done")["metrics"]["val_accuracy"] > 0.9
 
 
 def test_gpu_utilization_and_memory_are_exported() -> None:
