@@ -46,6 +46,30 @@ def terminate(processes: list[psutil.Process], grace_s: float) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def kill(processes: list[psutil.Process]) -> None:
+    """SIGKILL at once, as the OOM killer does. No waiting here: waiting would reap our own
+    children and hide their exit status from the Popen that started them."""
+    for proc in processes:
+        _send(proc, signal.SIGKILL)
+
+
+def tree_memory_bytes(pid: int) -> int:
+    """Anonymous memory (RSS less file-backed and shared pages) of a process and its descendants:
+    what a container's memory limit is mostly spent on, without counting torch's shared libraries
+    once per worker."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            info = proc.memory_info()
+            total += max(0, info.rss - info.shared)
+    return total
+
+
 def _send(proc: psutil.Process, sig: int) -> None:
     with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
         proc.send_signal(sig)

@@ -3,7 +3,8 @@
 It plays kube-scheduler, kubelet and the training operator for its job: waits until this machine
 has the requested CPUs/memory/GPUs free, starts one process per replica with the env the Training
 Operator sets, restarts the replicas as a group on failure (as JobSet and a torchrun gang need)
-until backoffLimit, enforces activeDeadlineSeconds, and records everything in status.json and
+until backoffLimit, enforces activeDeadlineSeconds and memory limits (a replica over its limit
+is OOMKilled, as the kernel would do to its container), and records everything in status.json and
 events.jsonl. It outlives the MCP server that started it; SIGTERM cancels the job.
 """
 
@@ -25,8 +26,10 @@ from mcp_servers.kubernetes.local.capacity import Machine, reservations, this_ma
 from mcp_servers.kubernetes.local.processes import (
     REPLICA_MARKER,
     job_processes,
+    kill,
     marker,
     terminate,
+    tree_memory_bytes,
 )
 from mcp_servers.kubernetes.local.store import (
     JobDir,
@@ -51,6 +54,7 @@ log = logging.getLogger("trainops.supervisor")
 GRACE_PERIOD_S = 10.0
 SCHEDULE_RETRY_S = 2.0
 POLL_WITHOUT_PIDFD_S = 0.5
+MEMORY_CHECK_S = 1.0
 # What a container would not inherit from the host: the host's own trainops/torchrun settings.
 _HOST_ONLY_ENV = ("TRAINOPS_", "MLFLOW_", "PET_", "TORCHELASTIC_", "MASTER_ADDR", "MASTER_PORT")
 _HOST_ONLY_NAMES = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK"}
@@ -65,6 +69,8 @@ class Supervisor:
         self.state: LocalJobState = job.read_state()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.cancel_requested = False
+        self.oom_killed: dict[str, str] = {}
+        """Replicas this supervisor killed for their memory, with what they used."""
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._last_schedule_message = ""
@@ -111,7 +117,11 @@ class Supervisor:
             self.job.add_event("Warning", "DeadlineExceeded", f"ran longer than {limit}s")
             self._finish("Failed", "DeadlineExceeded", f"exceeded activeDeadlineSeconds={limit}")
             return
-        self._wait(min(5.0, remaining) if remaining is not None else 5.0)
+        timeout = min(5.0, remaining) if remaining is not None else 5.0
+        if any(plan.pod.memory_limit_bytes for plan in self.workload.replicas):
+            timeout = min(timeout, MEMORY_CHECK_S)
+        self._wait(timeout)
+        self._enforce_memory_limits()
         self._collect_exits()
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
@@ -229,8 +239,23 @@ class Supervisor:
         self._save()
         self._write_targets()
 
+    def _enforce_memory_limits(self) -> None:
+        for plan in self.workload.replicas:
+            limit = plan.pod.memory_limit_bytes
+            proc = self.processes.get(plan.name)
+            if not limit or proc is None or proc.poll() is not None:
+                continue
+            used = tree_memory_bytes(proc.pid)
+            if used <= limit or plan.name in self.oom_killed:
+                continue
+            mib = 2**20
+            usage = f"used {used / mib:.0f} MiB of its {limit / mib:.0f} MiB memory limit"
+            self.oom_killed[plan.name] = usage
+            self.job.add_event("Warning", "OOMKilling", f"{plan.name} {usage}", plan.name)
+            kill(job_processes(self.job.job_id, {plan.name}))
+
     def _collect_exits(self) -> None:
-        failed: list[str] = []
+        failed: dict[str, str | None] = {}  # replica -> what went wrong, in a line
         for name, proc in self.processes.items():
             replica = self._replica(name)
             if replica.phase != "Running" or proc.poll() is None:
@@ -245,6 +270,9 @@ class Supervisor:
                 replica.phase = "Failed"
                 replica.reason = "Killed" if code == -signal.SIGKILL else "Error"
                 detail = last_error_line(self.job.log_file(name))
+                if name in self.oom_killed:
+                    replica.reason, replica.exit_code = "OOMKilled", 137
+                    detail = f"OOMKilled: {self.oom_killed.pop(name)}; ask for more memory"
                 self.job.add_event(
                     "Warning",
                     "Failed",
@@ -252,7 +280,7 @@ class Supervisor:
                     + (f": {detail}" if detail else ""),
                     name,
                 )
-                failed.append(name)
+                failed[name] = detail
         if failed:
             self._on_failure(failed)
         elif all(r.phase == "Succeeded" for r in self.state.replicas):
@@ -260,7 +288,7 @@ class Supervisor:
         else:
             self._save()
 
-    def _on_failure(self, failed: list[str]) -> None:
+    def _on_failure(self, failed: dict[str, str | None]) -> None:
         self._stop_all()
         limit = self.workload.backoff_limit
         if self.workload.restart_on_failure and self.state.restarts < limit:
@@ -275,12 +303,10 @@ class Supervisor:
             self.state.set_condition("Restarting", "ReplicaFailed", message)
             self._start_all()
             return
-        detail = last_error_line(self.job.log_file(failed[0]))
+        first, detail = next(iter(failed.items()))
         reason = "BackoffLimitExceeded" if self.workload.restart_on_failure else "ReplicaFailed"
         tries = f" after {self.state.restarts} restarts" if self.state.restarts else ""
-        self._finish(
-            "Failed", reason, f"{failed[0]} failed{tries}" + (f": {detail}" if detail else "")
-        )
+        self._finish("Failed", reason, f"{first} failed{tries}" + (f": {detail}" if detail else ""))
 
     def _stop_all(self) -> None:
         """SIGTERM every process of every replica, SIGKILL what is left after the grace period."""

@@ -28,6 +28,8 @@ class PodPlan:
     cpus: float
     memory_bytes: int
     gpus: int
+    memory_limit_bytes: int | None = None
+    """limits.memory: over it, the replica is OOMKilled."""
 
 
 @dataclass(frozen=True)
@@ -151,4 +153,5 @@ def _resources(resources: dict[str, Any]) -> dict[str, Any]:
         "cpus": parse_cpu(str(requests.get("cpu", "1"))),
         "memory_bytes": parse_bytes(str(requests.get("memory", limits.get("memory", "0")))),
         "gpus": int(limits.get("nvidia.com/gpu", requests.get("nvidia.com/gpu", 0))),
+        "memory_limit_bytes": parse_bytes(str(limits["memory"])) if "memory" in limits else None,
     }

@@ -233,6 +233,19 @@ async def test_deadline_fails_a_job_that_runs_too_long(tmp_path: Path) -> None:
         assert job_processes(job_id) == []
 
 
+async def test_a_replica_over_its_memory_limit_is_oomkilled(tmp_path: Path) -> None:
+    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        spec = smoke_spec(memory="64Mi", backoff_limit=0)  # importing torch alone takes more
+        job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
+        failed = await wait_until(session, job_id, {"Failed"})
+        replica = failed["replicas"][0]
+        assert (replica["reason"], replica["exit_code"]) == ("OOMKilled", 137)
+        assert "64 MiB memory limit; ask for more memory" in failed["message"]
+        events = await call(session, "training_jobs_events", job_id=job_id)
+        assert any(e["reason"] == "OOMKilling" for e in events["events"])
+        assert job_processes(job_id) == []
+
+
 BAD_SPECS = [
     ({"epochs": -1}, "spec.epochs: Input should be greater than or equal to 1"),
     ({"nodes": 1, "gpus_per_node": 10_000}, "exceeds the cap of 16 GPUs per job"),
