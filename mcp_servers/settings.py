@@ -42,6 +42,7 @@ class KubernetesPolicy(BaseModel):
     ]
     checkpoint_claim: str = Field("trainops-checkpoints", pattern=RFC1123_LABEL)
     dataset_claim: str = Field("trainops-datasets", pattern=RFC1123_LABEL)
+    service_account: str = Field("trainops-trainer", pattern=RFC1123_LABEL)
     backoff_limit: int = Field(2, ge=0)
     active_deadline_seconds: int = Field(24 * 3600, ge=60)
     ttl_seconds_after_finished: int = Field(7 * 24 * 3600, ge=0)

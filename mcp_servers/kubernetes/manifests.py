@@ -21,6 +21,7 @@ JOB_ID_LABEL = "trainops.io/job-id"
 IDEMPOTENCY_ANNOTATION = "trainops.io/idempotency-key"
 CHECKPOINT_MOUNT = "/checkpoints"
 DATA_MOUNT = "/data"
+TRAINER_UID = 1000  # the user of k8s/image/Dockerfile
 # The container names each controller expects: the Training Operator looks for "pytorch", the
 # Trainer v2 torch runtime for "node".
 CONTAINER_NAME: dict[str, str] = {"Job": "trainer", "PyTorchJob": "pytorch", "TrainJob": "node"}
@@ -194,6 +195,15 @@ def _pod_template(
             restart_policy=restart_policy,
             containers=[_container(spec, job_id, kind, ctx)],
             volumes=volumes,
+            # No API access; non-root, with the volumes writable by the training image's user.
+            service_account_name=ctx.policy.service_account,
+            automount_service_account_token=False,
+            security_context=client.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=TRAINER_UID,
+                run_as_group=TRAINER_UID,
+                fs_group=TRAINER_UID,
+            ),
             node_selector=dict(ctx.policy.gpu_node_selector)
             if gpu and ctx.policy.gpu_node_selector
             else None,
