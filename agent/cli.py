@@ -31,6 +31,16 @@ def _settings():
         _fail(str(e))
 
 
+def _chat_model(settings):
+    """The configured chat model (None without TRAINOPS_LLM); a bad setting is a one-line error."""
+    from agent.context import chat_model
+
+    try:
+        return chat_model(settings.llm)
+    except ValueError as e:
+        _fail(str(e))
+
+
 def _print_stack(states, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -110,15 +120,11 @@ def _run_agent(
 
     from rich.console import Console
 
-    from agent.context import chat_model
     from agent.display import Progress
     from agent.runner import Agent
 
     settings = _settings()
-    try:
-        llm = chat_model(settings.llm)
-    except ValueError as e:
-        _fail(str(e))
+    llm = _chat_model(settings)
     thread_id = thread or uuid.uuid4().hex[:12]
     console = Console(stderr=json_out)
     progress = Progress(console, enabled=not json_out)
@@ -244,15 +250,11 @@ def parse(
     """Show how a message is understood (the Request), without doing anything."""
     import json
 
-    from agent.context import chat_model
     from agent.parsing import rules
     from agent.parsing.llm import parse_with_llm
 
     settings = _settings()
-    try:
-        llm = chat_model(settings.llm)
-    except ValueError as e:
-        _fail(str(e))
+    llm = _chat_model(settings)
     request, warning = parse_with_llm(text, llm) if llm else (rules.parse(text), None)
     payload = request.model_dump(mode="json", exclude_none=True)
     if json_out:
@@ -327,15 +329,13 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from agent.context import chat_model
     from agent.parsing import rules
     from agent.parsing.llm import parse_with_llm
     from evals.nl_suite import run_suite
 
     if suite != "nl":
         _fail(f"unknown suite {suite!r}; the suites are: nl")
-    settings = _settings()
-    llm = chat_model(settings.llm)
+    llm = _chat_model(_settings())
     parser = (lambda text: parse_with_llm(text, llm)[0]) if llm else rules.parse
     result = run_suite(parser)
     console = Console()

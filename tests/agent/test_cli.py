@@ -41,4 +41,7 @@ def test_bad_input_is_one_line_with_the_fix(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("agent:\n  poll_seconds: -1\n")
     bad_config = trainops(tmp_path, "parse", "list jobs")
     assert bad_config.returncode == 2 and "agent.poll_seconds" in bad_config.stderr
+    bad_llm = trainops(tmp_path / "llm", "eval", "--suite", "nl", TRAINOPS_LLM="nonsense")
+    assert bad_llm.returncode == 2 and "use provider:model" in bad_llm.stderr
     assert "Traceback" not in bad_config.stderr + both.stderr + unknown_suite.stderr
+    assert "Traceback" not in bad_llm.stderr
