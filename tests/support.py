@@ -76,8 +76,9 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without trainops/MLflow settings, plus `extra`."""
+def clean_env(*, gpus: bool = False, **extra: str) -> dict[str, str]:
+    """The test process's environment without trainops/MLflow settings, plus `extra`. GPUs stay
+    hidden unless asked for, so CPU tests train on the CPU on a GPU machine too."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -93,6 +94,8 @@ def clean_env(**extra: str) -> dict[str, str]:
         }
     }
     env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true")
+    if not gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     env.update(extra)
     return env
 

@@ -24,6 +24,7 @@ def test_nccl_ddp_trains_with_bf16_and_the_data_on_the_gpu() -> None:
             "cnn", "synthetic", epochs=2, synthetic_samples=20000, batch_size=str(256 * gpus)
         ),
         nproc=gpus,
+        env=clean_env(gpus=True),
     )
     assert run.returncode == 0, run.stderr[-3000:]
     start = run.event("start")
@@ -40,8 +41,10 @@ def test_nccl_ddp_trains_with_bf16_and_the_data_on_the_gpu() -> None:
 def test_graphed_and_eager_steps_train_alike(model: str) -> None:
     dataset = "synthetic"
     flags = dict(epochs=2, synthetic_samples=4096, batch_size=128, smoke_test=True)
-    graphed = run_training(train_args(model, dataset, **flags))
-    eager = run_training(train_args(model, dataset, no_cuda_graph=True, **flags))
+    graphed = run_training(train_args(model, dataset, **flags), env=clean_env(gpus=True))
+    eager = run_training(
+        train_args(model, dataset, no_cuda_graph=True, **flags), env=clean_env(gpus=True)
+    )
     assert graphed.returncode == 0, graphed.stderr[-3000:]
     assert eager.returncode == 0, eager.stderr[-3000:]
     assert graphed.event("done")["cuda_graph"] and not eager.event("done")["cuda_graph"]
@@ -53,12 +56,13 @@ def test_graphed_and_eager_steps_train_alike(model: str) -> None:
 
 def test_a_graphed_checkpoint_resumes_on_the_gpu_and_on_the_cpu(tmp_path) -> None:
     flags = dict(synthetic_samples=4096, batch_size=128, checkpoint_dir=tmp_path / "ckpt")
-    first = run_training(train_args("cnn", "synthetic", epochs=1, **flags))
+    env = clean_env(gpus=True)
+    first = run_training(train_args("cnn", "synthetic", epochs=1, **flags), env=env)
     assert first.returncode == 0, first.stderr[-3000:]
-    on_gpu = run_training(train_args("cnn", "synthetic", epochs=2, **flags))
+    on_gpu = run_training(train_args("cnn", "synthetic", epochs=2, **flags), env=env)
     assert on_gpu.returncode == 0, on_gpu.stderr[-3000:]
     assert on_gpu.event("resumed")["from_epoch"] == 1 and on_gpu.event("done")["cuda_graph"]
-    on_cpu = run_training(train_args("cnn", "synthetic", epochs=3, device="cpu", **flags))
+    on_cpu = run_training(train_args("cnn", "synthetic", epochs=3, device="cpu", **flags), env=env)
     assert on_cpu.returncode == 0, on_cpu.stderr[-3000:]
     assert on_cpu.event("resumed")["from_epoch"] == 2
     assert on_cpu.event("done")["metrics"]["val_accuracy"] > 0.9
@@ -68,7 +72,7 @@ def test_gpu_utilization_and_memory_are_exported() -> None:
     port = free_port()
     run = TrainingRun(
         train_args("resnet18", "synthetic", epochs=50, synthetic_samples=20000),
-        env=clean_env(TRAINOPS_METRICS_PORT=str(port), TRAINOPS_JOB_ID=uuid.uuid4().hex),
+        env=clean_env(gpus=True, TRAINOPS_METRICS_PORT=str(port), TRAINOPS_JOB_ID=uuid.uuid4().hex),
     )
     try:
         run.wait_for_event("epoch")
