@@ -36,14 +36,17 @@ def job_processes(job_id: str, replicas: set[str] | None = None) -> list[psutil.
     return found
 
 
-def terminate(processes: list[psutil.Process], grace_s: float) -> None:
-    """SIGTERM, then SIGKILL whatever is still there after `grace_s` seconds."""
+def terminate(processes: list[psutil.Process], grace_s: float) -> dict[int, int]:
+    """SIGTERM, then SIGKILL whatever is still there after `grace_s` seconds. Returns the exit
+    status of each process that was our child (waiting reaps it, so its Popen can't learn it):
+    negative for a signal, as subprocess reports it."""
     for proc in processes:
         _send(proc, signal.SIGTERM)
-    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    gone, alive = psutil.wait_procs(processes, timeout=grace_s)
     for proc in alive:
         _send(proc, signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=5)
+    gone += psutil.wait_procs(alive, timeout=5)[0]
+    return {proc.pid: proc.returncode for proc in gone if proc.returncode is not None}
 
 
 def kill(processes: list[psutil.Process]) -> None:

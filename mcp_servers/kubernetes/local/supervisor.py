@@ -310,17 +310,16 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         """SIGTERM every process of every replica, SIGKILL what is left after the grace period."""
-        terminate(job_processes(self.job.job_id), GRACE_PERIOD_S)
+        reaped = terminate(job_processes(self.job.job_id), GRACE_PERIOD_S)
         for name, proc in self.processes.items():
             if proc.poll() is None:
                 proc.wait(5)
             replica = self._replica(name)
             if replica.phase == "Running":
+                code = reaped.get(proc.pid, proc.returncode)
                 replica.phase = "Failed"
                 replica.reason = "Terminated"
-                replica.exit_code = (
-                    proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-                )
+                replica.exit_code = code if code >= 0 else 128 - code
                 replica.process = None
         self._targets_file.unlink(missing_ok=True)
 

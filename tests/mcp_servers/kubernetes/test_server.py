@@ -141,6 +141,10 @@ async def test_prometheus_scrapes_a_running_job_then_cancel_stops_every_process(
             cancelled = await call(session, "training_jobs_delete", job_id=job_id)
             assert cancelled["phase"] == "Cancelled"
             assert job_processes(job_id) == []
+            # Stopped replicas keep their real exit status (reaping them must not turn it into 0).
+            assert all(
+                r["reason"] == "Terminated" and r["exit_code"] != 0 for r in cancelled["replicas"]
+            ), cancelled["replicas"]
             assert not (targets / f"{job_id}.json").exists()
             events = (await call(session, "training_jobs_events", job_id=job_id))["events"]
             assert "Cancelled" in [e["reason"] for e in events]
