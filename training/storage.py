@@ -27,6 +27,7 @@ class Storage(Protocol):
     def write_atomic(self, name: str, write: Callable[[IO[bytes]], None]) -> str: ...
     def delete(self, name: str) -> None: ...
     def describe(self, name: str) -> str: ...
+    def check_writable(self, flag: str) -> None: ...
 
 
 def open_storage(location: str) -> Storage:
@@ -48,6 +49,22 @@ class LocalStorage:
 
     def exists(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
+
+    def check_writable(self, flag: str) -> None:
+        """Create and remove a probe where the first write will go, so a path this process cannot
+        write fails before training starts rather than at the first checkpoint. Leaves nothing."""
+        target = self.root
+        while not os.path.isdir(target):
+            if os.path.exists(target):
+                raise ConfigError(f"{flag} {self.location}: {target} is not a directory")
+            target = os.path.dirname(target)
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=target, prefix=".trainops-probe-"))
+        except OSError as e:
+            raise ConfigError(
+                f"{flag} {self.location} cannot be written ({e.strerror}); "
+                "choose a writable path or fix its permissions"
+            ) from None
 
     def read_bytes(self, name: str) -> bytes:
         with open(self._path(name), "rb") as f:
@@ -129,6 +146,17 @@ class S3Storage:
         infos = self.fs.get_file_info(selector)
         return sorted(i.base_name for i in infos if i.type == self._pafs.FileType.File)
 
+    def check_writable(self, flag: str) -> None:
+        """Reach the bucket before training starts (S3 has no cheap write check that leaves no
+        trace; listing catches wrong endpoints, credentials and bucket names)."""
+        try:
+            self.list()
+        except OSError as e:
+            raise ConfigError(
+                f"{flag} {self.location} cannot be reached ({one_line(e)}); check the bucket, "
+                "AWS_ENDPOINT_URL and the AWS credentials in the environment"
+            ) from None
+
     def write_atomic(self, name: str, write: Callable[[IO[bytes]], None]) -> str:
         import io
 
@@ -155,6 +183,10 @@ def s3_options_from_env() -> dict[str, object]:
         options["endpoint_override"] = parsed.netloc
         options["scheme"] = parsed.scheme
     return options
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _fsync_dir(path: str) -> None:

@@ -27,6 +27,7 @@ from training.distributed import (
     resolve_device,
 )
 from training.errors import ConfigError
+from training.storage import open_storage
 from training.telemetry.settings import TelemetrySettings
 
 log = logging.getLogger("training")
@@ -79,6 +80,8 @@ def prepare(cfg: TrainConfig, env: DistEnv) -> Job:
             f"use a multiple of {env.world_size}"
         )
     device = resolve_device(cfg.device, env)
+    if cfg.checkpoint_dir:
+        open_storage(cfg.checkpoint_dir).check_writable("--checkpoint-dir")
     data = load_dataset(cfg)
     train_size = len(data.dataset.train)
     if cfg.batch_size > train_size:

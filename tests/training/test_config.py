@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from tests.support import run_training, train_args
+from tests.support import free_port, run_training, train_args
 from training.train import main
 
 
@@ -65,6 +65,33 @@ def test_unreadable_data_dir_is_refused(tmp_path) -> None:
     code, _, err = run_main(train_args("cnn", "mnist", data_dir=str(not_a_dir)))
     assert code == 2
     assert "is not a directory" in err
+
+
+def test_checkpoint_dir_that_cannot_be_written_is_refused_before_training(tmp_path) -> None:
+    # procfs refuses new entries to every user, root included, unlike a chmod'ed directory.
+    code, out, err = run_main(
+        train_args("cnn", "digits", smoke_test=True, checkpoint_dir="/proc/trainops/ckpt")
+    )
+    assert code == 2 and out == ""
+    assert err.startswith("error: --checkpoint-dir /proc/trainops/ckpt cannot be written")
+    assert "choose a writable path" in err and err.count("\n") == 1
+
+
+def test_unreachable_s3_is_refused_with_the_fix(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    code, out, err = run_main(
+        train_args("cnn", "digits", smoke_test=True, checkpoint_dir="s3://bucket/ckpt")
+    )
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--checkpoint-dir s3://bucket/ckpt cannot be reached" in err
+    assert "AWS_ENDPOINT_URL" in err
+
+    code, out, err = run_main(train_args("cnn", "mnist", data_dir="s3://bucket/data"))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "mnist is not available: s3://bucket/data/mnist cannot be read" in err
+    assert "--fallback-dataset digits" in err
 
 
 def test_missing_dataset_without_fallback_names_the_fix(tmp_path) -> None:

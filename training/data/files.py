@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from training.data.download import DownloadFailed, fetch_verified
 from training.errors import DatasetUnavailable
-from training.storage import Storage, open_storage
+from training.storage import Storage, one_line, open_storage
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,12 @@ def find_files(data_dir: str, files: FileSet) -> tuple[Storage, dict[str, str]] 
     """The first folder holding every required file, with the name each was found under."""
     for folder in files.folders:
         storage = open_storage(join(data_dir, folder))
-        present = set(storage.list())
+        try:
+            present = set(storage.list())
+        except OSError as e:
+            raise unavailable(
+                files, data_dir, f"{storage.location} cannot be read ({one_line(e)})"
+            ) from None
         found = {}
         for name in files.required:
             match = next((n for n in (name, f"{name}.gz") if n in present), None)
