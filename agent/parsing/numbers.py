@@ -93,9 +93,17 @@ def normalize_numbers(text: str) -> str:
     return _THOUSANDS.sub(lambda m: str(int(float(m.group(1)) * 1000)), text)
 
 
-NUMBER = r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
+_NUMBER_BODY = r"\d+(?:\.\d+)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?"
+NUMBER = rf"({_NUMBER_BODY})"
+SIGNED_NUMBER = rf"(-?\s*(?:{_NUMBER_BODY}))"
 
 
-def as_int(text: str) -> int | None:
+class NotAWholeNumber(ValueError):
+    """A count (epochs, GPUs, nodes, batch size, trials, lines) written with a fraction."""
+
+
+def as_int(text: str) -> int:
     value = float(text)
-    return int(value) if value.is_integer() else None
+    if not value.is_integer():
+        raise NotAWholeNumber(text)
+    return int(value)

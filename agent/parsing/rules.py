@@ -12,7 +12,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.parsing.numbers import NUMBER, as_int, normalize_numbers
+from agent.parsing.numbers import (
+    NUMBER,
+    SIGNED_NUMBER,
+    NotAWholeNumber,
+    as_int,
+    normalize_numbers,
+)
 from agent.request import CAPABILITIES, ParamChoice, ParamRange, Request
 
 MAX_TEXT = 2000
@@ -95,6 +101,9 @@ LATEST = re.compile(
 MIXED_SCRIPT = re.compile(r"\b(?=\w*[a-z])(?=\w*[\u0370-\u03ff\u0400-\u04ff])\w+\b")
 NEGATIVE_COUNT = re.compile(
     r"(?<![\w.])-\s*\d+(?:\.\d+)?\s*(?:x\s*)?(?:gpus?|nodes?|machines?|epochs?|trials?|lines?|replicas?)\b"
+)
+NEGATIVE_MONEY = re.compile(
+    r"\$\s*-\s*\d|(?<![\w.])-\s*\$\s*\d|-\s*\d+(?:\.\d+)?\s*(?:usd|dollars?|bucks)\b"
 )
 JOB_ID = re.compile(r"\b([a-z0-9]+(?:-[a-z0-9]+)*-[0-9a-f]{4})\b")
 JOB_NAMED = re.compile(  # a name with a digit or a dash: "job mnist-baseline", not "job crashed"
@@ -181,7 +190,16 @@ def parse(text: str) -> Request:
         return _unknown()
     if NEGATIVE_COUNT.search(t):
         return _unknown("Counts (epochs, GPUs, nodes, trials, lines) can't be negative.")
-    slots = _slots(t, clean, intent)
+    if NEGATIVE_MONEY.search(t):
+        return _unknown('A budget can\'t be negative; say e.g. "under $5".')
+    if intent == "train" and _sweep_params(t):
+        intent = "sweep"  # "train ... with batch sizes 32, 64 and 128" is one run per value
+    try:
+        slots = _slots(t, clean, intent)
+    except NotAWholeNumber as e:
+        return _unknown(
+            f"{e} is not a whole number; epochs, GPUs, nodes, batch size, trials and lines are."
+        )
     try:
         return Request(intent=intent, **slots)
     except ValidationError as e:
@@ -248,6 +266,8 @@ def _slots(t: str, original: str, intent: str) -> dict[str, Any]:
     job = _job(t)
     # "cnn-mnist-3f2a" names a job, not a model and a dataset.
     words = JOB_ID.sub(" ", t)
+    if job not in (None, "latest"):
+        words = re.sub(rf"\b{re.escape(job)}\b", " ", words)
     if intent in ("train", "sweep", "cost", "compare", "list"):
         slots["model"] = _first(MODELS, words)
         slots["dataset"] = _first(DATASETS, words)
@@ -255,8 +275,8 @@ def _slots(t: str, original: str, intent: str) -> dict[str, Any]:
         t = words
         slots["epochs"] = _int(
             t,
-            r"(?<![\w.])(-?\s*\d+)\s*(?:full\s+)?(?:epochs?|passes|eps)\b",
-            r"\bepochs?\s*(?:=|:|of|to)?\s*(-?\s*\d+)\b",
+            r"(?<![\w.])" + SIGNED_NUMBER + r"\s*(?:full\s+)?(?:epochs?|passes|eps)\b",
+            r"\bepochs?\s*(?:=|:|of|to)?\s*" + SIGNED_NUMBER + r"(?![\w.])",
         )
         slots.update(_resources(t))
         slots["budget_usd"] = _budget(t)
@@ -396,14 +416,10 @@ def _period(t: str) -> str | None:
     if m := re.search(
         r"\b(?:last|past|previous)\s*" + NUMBER + r"\s*(hours?|h|days?|d|weeks?|w|months?)\b", t
     ):
-        amount = as_int(m.group(1)) or 1
-        unit = m.group(2)[0]
-        return {
-            "h": f"{amount}h",
-            "d": f"{amount}d",
-            "w": f"{amount * 7}d",
-            "m": f"{amount * 30}d",
-        }[unit]
+        hours = float(m.group(1)) * {"h": 1, "d": 24, "w": 24 * 7, "m": 24 * 30}[m.group(2)[0]]
+        hours = max(round(hours), 1)  # "the last 1.5 days" is 36h
+        in_days = m.group(2)[0] != "h" and hours % 24 == 0
+        return f"{hours // 24}d" if in_days else f"{hours}h"
     if re.search(r"\btoday\b|\blast day\b|\bpast day\b", t):
         return "24h"
     if re.search(r"\byesterday\b", t):
@@ -461,6 +477,12 @@ def _sweep(t: str) -> dict[str, Any]:
         )
     metric, mode = _objective(t)
     out["metric"], out["mode"] = metric, mode
+    out["params"] = _sweep_params(t) or None
+    return out
+
+
+def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
+    """Searched parameters: ranges ("lr from 1e-4 to 1e-1") and lists ("32, 64 and 128")."""
     params: dict[str, ParamRange | ParamChoice] = {}
     ranges = [
         r"\b("
@@ -494,7 +516,7 @@ def _sweep(t: str) -> dict[str, Any]:
     for m in re.finditer(
         r"\b("
         + PARAM_WORDS
-        + r")\s*(?:of|in|among|:|=|from|values|either)?\s*[\[{(]?\s*("
+        + r")\s*(?:of|in|among|over|across|through|:|=|from|values|either)?\s*[\[{(]?\s*("
         + value
         + r"(?:\s*(?:,|and|or|,\s*and|,\s*or)\s*"
         + value
@@ -508,5 +530,4 @@ def _sweep(t: str) -> dict[str, Any]:
         values = [int(v) if v.is_integer() else v for v in numbers]
         if len(values) >= 2:
             params[name] = ParamChoice(values=values)
-    out["params"] = params or None
-    return out
+    return params

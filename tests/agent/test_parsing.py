@@ -1,0 +1,58 @@
+"""The deterministic parser never drops what a person asked for: a value it cannot honour
+(a fraction of an epoch, a negative budget) is a reply that says so, not a silent default."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.parsing.rules import parse
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("train a cnn on mnist with 2.5 epochs", "2.5 is not a whole number"),
+        ("train an mlp on digits on 1.5 GPUs", "1.5 is not a whole number"),
+        ("train a cnn on mnist with batch size 64.5", "64.5 is not a whole number"),
+        ("train a cnn on mnist with 1e9 epochs", "epochs is out of range"),
+        ("train a cnn on mnist for 3 epochs under $-5", "A budget can't be negative"),
+        ("train a cnn on mnist, keep it under -5 dollars", "A budget can't be negative"),
+    ],
+)
+def test_a_value_that_cannot_be_honoured_is_refused_with_the_reason(text: str, reply: str) -> None:
+    request = parse(text)
+    assert request.intent == "unknown"
+    assert reply in request.reply
+
+
+def test_scientific_epochs_within_range_are_read() -> None:
+    assert parse("train a cnn on mnist for 1e1 epochs").epochs == 10
+
+
+def test_a_list_of_values_in_a_train_request_is_one_run_per_value() -> None:
+    request = parse("train a cnn on mnist for 2 epochs with batch sizes 32, 64 and 128")
+    assert request.intent == "sweep"
+    assert request.epochs == 2
+    assert request.params["batch_size"].values == [32, 64, 128]
+
+
+def test_a_job_named_by_id_is_not_read_as_a_model_and_dataset() -> None:
+    request = parse("what did job cnn-mnist-abc cost?")
+    assert (request.intent, request.job, request.model, request.dataset) == (
+        "cost",
+        "cnn-mnist-abc",
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "period"),
+    [
+        ("cost over the last 1.5 days", "36h"),
+        ("cost over the last 3 hours", "3h"),
+        ("cost over the last 2 weeks", "14d"),
+    ],
+)
+def test_periods_with_fractions_become_hours(text: str, period: str) -> None:
+    assert parse(text).period == period
