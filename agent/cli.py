@@ -17,8 +17,12 @@ app = typer.Typer(
 
 def _fail(message: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    # soft_wrap: one line however narrow the terminal, so scripts can read it.
+    Console(stderr=True).print(
+        f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(2)
 
 
@@ -119,6 +123,7 @@ def _run_agent(
     import uuid
 
     from rich.console import Console
+    from rich.markup import escape
 
     from agent.display import Progress
     from agent.runner import Agent
@@ -139,7 +144,7 @@ def _run_agent(
         from rich.prompt import Confirm
 
         progress.stop()
-        console.print(f"[yellow]Approval needed:[/yellow] {'; '.join(question['reasons'])}")
+        console.print(f"[yellow]Approval needed:[/yellow] {escape('; '.join(question['reasons']))}")
         estimate = question["estimate"]
         console.print(
             f"Estimate ${estimate['cost_usd']:.4f}, {estimate['duration_s']:.0f}s "
@@ -169,7 +174,9 @@ def _run_agent(
     else:
         console.print(result.answer, highlight=False, markup=False, soft_wrap=True)
         for warning in result.facts.get("warnings", []):
-            console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True
+            )
         console.print(f"[dim]thread {result.thread_id}[/dim]")
 
 
@@ -265,8 +272,11 @@ def parse(
         Console().print_json(data=payload)
     if warning:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[yellow]warning:[/yellow] {warning}")
+        Console(stderr=True).print(
+            f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True
+        )
 
 
 def _preset(intent: str, **slots) -> dict:
@@ -327,6 +337,7 @@ def evaluate(
 ) -> None:
     """Score the parser on the eval cases: accuracy per intent and per slot."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from agent.parsing import rules
@@ -353,7 +364,8 @@ def evaluate(
     if show_failures:
         for case, got in result.failures:
             console.print(
-                f"[red]x[/red] {case.text!r}: expected {case.intent} {case.slots}, got {got}"
+                f"[red]x[/red] {escape(repr(case.text))}: "
+                f"expected {case.intent} {escape(str(case.slots))}, got {escape(str(got))}"
             )
     if result.exact_accuracy < min_accuracy:
         raise typer.Exit(1)

@@ -7,9 +7,11 @@ find MLflow and Prometheus with no environment variables. Built once per process
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -29,6 +31,8 @@ class SettingsError(ValueError):
 
 class KubernetesPolicy(BaseModel):
     """What the Kubernetes MCP server allows and how it renders manifests."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a no-op
 
     allowed_namespaces: list[str] = ["trainops", "default"]
     default_image: str = "ghcr.io/trainops/trainer:0.1.0"
@@ -51,6 +55,8 @@ class KubernetesPolicy(BaseModel):
 
 class StackSettings(BaseModel):
     """The local MLflow server and Prometheus that `trainops up` starts."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a no-op
 
     mlflow_port: int | None = Field(None, gt=0, lt=65536, description="None: a free port.")
     prometheus_port: int | None = Field(None, gt=0, lt=65536)
@@ -82,6 +88,8 @@ class RateCard(BaseModel):
 
 class AgentSettings(BaseModel):
     """How the agent plans, asks and watches."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a no-op
 
     default_budget_usd: float = Field(10.0, gt=0, description="Approval needed above this.")
     soft_max_gpus: int = Field(8, ge=0, description="Approval needed for more GPUs than this.")
@@ -150,6 +158,7 @@ def config_file() -> Path:
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings, or a SettingsError naming the bad key and where it came from."""
+    _check_config_keys(config_file())
     try:
         return Settings(**overrides)
     except ValidationError as e:
@@ -159,5 +168,37 @@ def load_settings(**overrides: Any) -> Settings:
             f"setting {where}: {error['msg']} (got {error.get('input')!r}); fix it in "
             f"{config_file()} or the TRAINOPS_* environment"
         ) from None
-    except (OSError, ValueError) as e:  # unreadable or malformed config.yaml
-        raise SettingsError(f"{config_file()}: {e}; fix or remove the file") from None
+    except (OSError, ValueError) as e:  # unreadable or malformed config.yaml, non-JSON env
+        if field := re.search(r'field "(\w+)" from source "EnvSettingsSource"', str(e)):
+            name = f"TRAINOPS_{field.group(1).upper()}"
+            raise SettingsError(
+                f"{name} must be JSON, e.g. {name}='{{\"cpu_hour_usd\": 0.05}}'; fix or unset it"
+            ) from None
+        raise SettingsError(f"{config_file()}: {one_line(e)}; fix or remove the file") from None
+
+
+def _check_config_keys(path: Path) -> None:
+    """config.yaml must be a mapping of known keys: a misspelt key would otherwise be ignored."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, yaml.YAMLError) as e:
+        raise SettingsError(f"{path}: {one_line(e)}; fix or remove the file") from None
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path} must hold `key: value` settings; fix or remove the file")
+    known = set(Settings.model_fields)
+    for field in Settings.model_fields.values():
+        if isinstance(field.validation_alias, AliasChoices):
+            known.update(str(choice) for choice in field.validation_alias.choices)
+    if unknown := sorted(str(key) for key in data if str(key) not in known):
+        raise SettingsError(
+            f"{path}: unknown setting {unknown[0]!r}; "
+            f"use one of {', '.join(sorted(Settings.model_fields))}"
+        )
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

@@ -41,6 +41,20 @@ def test_bad_input_is_one_line_with_the_fix(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text("agent:\n  poll_seconds: -1\n")
     bad_config = trainops(tmp_path, "parse", "list jobs")
     assert bad_config.returncode == 2 and "agent.poll_seconds" in bad_config.stderr
+    assert bad_config.stderr.count("\n") == 1  # one line however narrow the terminal
+    (tmp_path / "config.yaml").write_text("mlflow_tracking_url: http://127.0.0.1:5000\n")
+    misspelt = trainops(tmp_path, "parse", "list jobs")
+    assert misspelt.returncode == 2
+    assert "unknown setting 'mlflow_tracking_url'" in misspelt.stderr
+    assert "mlflow_tracking_uri" in misspelt.stderr
+    (tmp_path / "config.yaml").write_text("agent:\n  poll_second: 3\n")
+    misspelt_nested = trainops(tmp_path, "parse", "list jobs")
+    assert misspelt_nested.returncode == 2 and "agent.poll_second" in misspelt_nested.stderr
+    (tmp_path / "config.yaml").unlink()
+    bad_rates = trainops(tmp_path, "parse", "list jobs", TRAINOPS_RATES="cheap")
+    assert bad_rates.returncode == 2 and "TRAINOPS_RATES must be JSON" in bad_rates.stderr
+    for result in (misspelt, misspelt_nested, bad_rates):
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     bad_llm = trainops(tmp_path / "llm", "eval", "--suite", "nl", TRAINOPS_LLM="nonsense")
     assert bad_llm.returncode == 2 and "use provider:model" in bad_llm.stderr
     assert "Traceback" not in bad_config.stderr + both.stderr + unknown_suite.stderr
