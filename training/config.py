@@ -79,6 +79,13 @@ class TrainConfig:
         _positive("--log-every", self.log_every)
         _positive("--synthetic-samples", self.synthetic_samples)
         _positive("--seq-len", self.seq_len)
+        if self.synthetic_samples > MAX_SYNTHETIC_SAMPLES:
+            raise ConfigError(
+                f"--synthetic-samples {self.synthetic_samples} is more than this entry point "
+                f"generates; use at most {MAX_SYNTHETIC_SAMPLES}"
+            )
+        if self.seq_len > MAX_SEQ_LEN:
+            raise ConfigError(f"--seq-len {self.seq_len} is too long; use at most {MAX_SEQ_LEN}")
         if not self.lr > 0 or self.lr > 10:
             raise ConfigError(f"--lr {self.lr} is out of range; use a value in (0, 10], e.g. 1e-3")
         if not 0 <= self.weight_decay < 1:
@@ -143,6 +150,10 @@ def _check_location(flag: str, location: str) -> None:
         raise ConfigError(f"{flag} {location} is not readable; fix its permissions or move it")
 
 
+MAX_SYNTHETIC_SAMPLES = 1_000_000
+MAX_SEQ_LEN = 8192
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are ConfigErrors (one line, exit code 2), not a usage dump."""
 
@@ -154,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="python -m training.train",
         description="Train a model with DistributedDataParallel (run under torchrun for >1 rank).",
+        allow_abbrev=False,  # "--mod" must not slip past checks that look for "--model"
     )
     add = parser.add_argument
     add("--model", required=True, choices=MODELS)

@@ -29,4 +29,10 @@ def admit(spec: TrainingJobSpec, settings: Settings) -> str:
         raise JobError(
             f"{spec.nodes} replicas exceeds the cap of {policy.max_replicas}; ask for fewer nodes"
         )
+    ranks = spec.nodes * spec.procs_per_node
+    if spec.batch_size % ranks:  # training would refuse it at start, on every retry
+        raise JobError(
+            f"batch_size {spec.batch_size} does not split over {ranks} ranks "
+            f"({spec.nodes} nodes x {spec.procs_per_node} processes); use a multiple of {ranks}"
+        )
     return namespace

@@ -25,6 +25,11 @@ LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 # The server sets these itself; a spec may not override them.
 RESERVED_ENV_PREFIXES = ("TRAINOPS_", "PET_", "MLFLOW_TRACKING_URI", "MASTER_ADDR", "MASTER_PORT")
 RESERVED_ENV = frozenset({"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"})
+# These would run code of the caller's choosing in the training process (and, on the local
+# backend, on this host), which a spec must not be able to do.
+LOADER_ENV_PREFIXES = ("LD_", "DYLD_", "PYTHON")
+LOADER_ENV = frozenset({"PATH", "BASH_ENV", "ENV", "TORCHINDUCTOR_CACHE_DIR"})
+
 RESERVED_FLAGS = frozenset(
     {
         "--model",
@@ -94,16 +99,42 @@ class TrainingJobSpec(BaseModel):
     def _not_reserved(cls, args: list[str]) -> list[str]:
         reserved = sorted(RESERVED_FLAGS.intersection(a.split("=", 1)[0] for a in args))
         if reserved:
-            raise ValueError(f"{', '.join(reserved)} are set from the spec's own fields; use those")
+            verb = "is" if len(reserved) == 1 else "are"
+            raise ValueError(
+                f"{', '.join(reserved)} {verb} set from the spec's own fields; use those"
+            )
         return args
 
     @model_validator(mode="after")
     def _training_command_is_valid(self) -> TrainingJobSpec:
-        """The training entry point must accept the command this spec renders, flag for flag."""
+        """The training entry point must accept the command this spec renders, flag for flag,
+        and train what the spec says (extra_args may tune, not redefine, the job)."""
+        if self.resolved_kind() == "Job" and self.nodes > 1:
+            raise ValueError(
+                "a Job runs one replica; use kind 'auto' or 'PyTorchJob' for nodes > 1"
+            )
         try:
-            parse_config(self.training_args(data_dir="/data", checkpoint_dir="/checkpoints/job"))
+            # The container's paths do not exist here; s3-style stand-ins are checked by syntax.
+            cfg = parse_config(
+                self.training_args(data_dir=_STAND_IN_DATA, checkpoint_dir=_STAND_IN_CHECKPOINTS)
+            )
         except ConfigError as e:
             raise ValueError(f"the training command would fail: {e}") from None
+        expected = {
+            "model": self.model,
+            "dataset": self.dataset,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "data_dir": _STAND_IN_DATA,
+            "checkpoint_dir": _STAND_IN_CHECKPOINTS,
+            "fallback_dataset": self.fallback_dataset,
+            "smoke_test": self.smoke_test,
+        }
+        if changed := [k for k, v in expected.items() if getattr(cfg, k) != v]:
+            raise ValueError(
+                f"extra_args redefine {', '.join(changed)}; set those with the spec's own fields"
+            )
         return self
 
     def training_args(self, *, data_dir: str, checkpoint_dir: str) -> list[str]:
@@ -140,6 +171,8 @@ class TrainingJobSpec(BaseModel):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
             if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
                 raise ValueError(f"{name} is set by trainops itself and can't be overridden")
+            if name in LOADER_ENV or name.startswith(LOADER_ENV_PREFIXES):
+                raise ValueError(f"{name} would change what code the job runs; it is not allowed")
         return env
 
     @field_validator("labels")
@@ -166,6 +199,10 @@ class TrainingJobSpec(BaseModel):
         if self.kind != "auto":
             return self.kind
         return "Job" if self.nodes == 1 else "PyTorchJob"
+
+
+_STAND_IN_DATA = "s3://trainops-spec-check/data"
+_STAND_IN_CHECKPOINTS = "s3://trainops-spec-check/checkpoints"
 
 
 class RenderedManifest(BaseModel):
@@ -209,6 +246,9 @@ class Progress(BaseModel):
     epoch: int | None = None
     epochs: int | None = None
     metrics: dict[str, float] = {}
+    nonfinite_metrics: dict[str, str] = Field(
+        default_factory=dict, description="Metrics that are NaN or infinite: 'nan', 'inf'."
+    )
     time: float | None = None
 
 

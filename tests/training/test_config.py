@@ -39,6 +39,8 @@ BAD_FLAGS = [
     (["--checkpoint-dir", "s3://"], "names no bucket"),
     (["--activation-checkpointing"], "applies to --model gpt only"),
     (["--unknown-flag"], "unrecognized arguments"),
+    (["--epoch", "3"], "unrecognized arguments: --epoch"),  # no abbreviations
+    (["--synthetic-samples", "1000000000000"], "use at most 1000000"),
 ]
 
 
