@@ -3,7 +3,6 @@ sub-agent. Logs are untrusted data: they are matched and quoted, never obeyed.""
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -141,13 +140,14 @@ async def _metric_findings(
     ctx, job: dict[str, Any], warnings: list[str]
 ) -> list[tuple[str, str, str]]:
     findings = []
-    progress = (job.get("progress") or {}).get("metrics") or {}
-    if any(isinstance(v, float) and not math.isfinite(v) for v in progress.values()):
+    progress = job.get("progress") or {}
+    if progress.get("nonfinite_metrics"):
         findings.append(
             (
                 "NaN loss",
                 "lower --lr (e.g. 10x), keep bf16 rather than fp16, and check the data for NaNs",
-                "a non-finite metric in the progress line",
+                "non-finite metrics in the progress line: "
+                + ", ".join(f"{k}={v}" for k, v in progress["nonfinite_metrics"].items()),
             )
         )
     elif job.get("mlflow_run_id"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def last_progress(path: Path) -> tuple[Progress | None, str | None]:
             event=latest["event"],
             epoch=latest.get("epoch") or latest.get("epochs"),
             epochs=latest.get("epochs"),
-            metrics=numbers,
+            metrics={k: v for k, v in numbers.items() if math.isfinite(v)},
+            nonfinite_metrics={k: str(v) for k, v in numbers.items() if not math.isfinite(v)},
             time=latest.get("time"),
         ),
         run_id,

@@ -32,7 +32,12 @@ class RunSummary(BaseModel):
     start_time: datetime | None = None
     end_time: datetime | None = None
     duration_s: float | None = None
-    metrics: dict[str, float] = Field(description="Latest value of each metric.")
+    metrics: dict[str, float] = Field(description="Latest value of each finite metric.")
+    nonfinite_metrics: dict[str, str] = Field(
+        default_factory=dict,
+        description="Metrics whose latest value is NaN or infinite ('nan', 'inf', '-inf'); "
+        "JSON has no number for them.",
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="trainops tags only.")
 
 
@@ -49,7 +54,7 @@ class RunDetail(RunSummary):
 
 class MetricPoint(BaseModel):
     step: int
-    value: float
+    value: float | None = Field(description="None where the value is NaN or infinite.")
     timestamp: int
 
 

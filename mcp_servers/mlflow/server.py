@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 from collections import defaultdict
@@ -158,7 +159,8 @@ def _summary(run: Any) -> RunSummary:
         start_time=_time(info.start_time),
         end_time=_time(info.end_time),
         duration_s=duration,
-        metrics=dict(data.metrics),
+        metrics={k: v for k, v in data.metrics.items() if math.isfinite(v)},
+        nonfinite_metrics={k: str(v) for k, v in data.metrics.items() if not math.isfinite(v)},
         tags={
             k: v
             for k, v in data.tags.items()
@@ -321,7 +323,9 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 downsampled=len(kept) < len(points),
                 points=[
                     MetricPoint(
-                        step=history[i].step, value=history[i].value, timestamp=history[i].timestamp
+                        step=history[i].step,
+                        value=history[i].value if math.isfinite(history[i].value) else None,
+                        timestamp=history[i].timestamp,
                     )
                     for i in kept
                 ],

@@ -201,3 +201,27 @@ async def test_unreachable_mlflow_is_a_tool_error_naming_the_url(tmp_path: Path)
         with anyio.fail_after(60):  # a guard against hanging, not a speed requirement
             error = await call_error(session, "experiments_list")
     assert url in error and "trainops up" in error
+
+
+async def test_a_diverged_run_reads_with_its_nan_named_not_as_an_error(
+    tmp_path: Path, mlflow_url: str, mlflow_client
+) -> None:
+    """JSON has no NaN: a run whose loss went NaN still reads, with the metric named."""
+    experiment = mlflow_client.create_experiment(f"nan-{os.getpid()}-{tmp_path.name}")
+    run_id = mlflow_client.create_run(experiment).info.run_id
+    losses = [2.0, 1.5, 3.0, float("nan")]
+    mlflow_client.log_batch(
+        run_id,
+        metrics=[Metric("train_loss", v, 1_700_000_000_000 + i, i) for i, v in enumerate(losses)]
+        + [Metric("val_accuracy", 0.5, 1_700_000_000_000, 0)],
+    )
+    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+        run = await call(session, "runs_get", run_id=run_id)
+        page = await call(session, "runs_search", experiment=str(experiment))
+        history = await call(session, "runs_metric_history", run_id=run_id, key="train_loss")
+    assert run["metrics"] == {"val_accuracy": 0.5}
+    assert run["nonfinite_metrics"] == {"train_loss": "nan"}
+    assert page["runs"][0]["nonfinite_metrics"] == {"train_loss": "nan"}
+    assert [p["value"] for p in history["points"]] == [2.0, 1.5, 3.0, None]
+    assert history["summary"]["nonfinite"] and history["summary"]["diverging"]
+    assert history["summary"]["min"] == 1.5
