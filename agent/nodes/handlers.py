@@ -19,7 +19,7 @@ from agent.nodes.common import (
     resolve_job,
     utilization_of,
 )
-from agent.nodes.plan import estimate_cost, job_spec
+from agent.nodes.plan import PlanRefused, estimate_cost, job_spec
 from agent.state import AgentState
 from agent.tools import ToolCallError
 
@@ -35,7 +35,7 @@ def handler(fn: Handler):
         request = state["request"]
         try:
             update = await fn(state, runtime.context, request, warnings)
-        except (NoJob, ToolCallError) as e:
+        except (NoJob, ToolCallError, PlanRefused) as e:
             update = {"answer": str(e), "facts": {"error": str(e)}}
         facts = {
             "intent": request["intent"],

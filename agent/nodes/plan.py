@@ -19,6 +19,11 @@ from agent.state import AgentState
 from agent.tools import ToolCallError
 
 SINGLE_NODE_GPUS = 8
+DEFAULT_BATCH_SIZE = 256
+
+
+class PlanRefused(ValueError):
+    """The request can't become a job as asked; the message says what to ask instead."""
 
 
 def job_spec(request: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:
@@ -27,13 +32,18 @@ def job_spec(request: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:
     nodes = request.get("nodes")
     per_node = request.get("gpus_per_node")
     if per_node is None and gpus:
-        if nodes and gpus % nodes == 0:
-            per_node = gpus // nodes
-        elif not nodes:
+        if not nodes:
             nodes = max(1, math.ceil(gpus / SINGLE_NODE_GPUS))
-            per_node = math.ceil(gpus / nodes)
+        if gpus % nodes:
+            # Never round: fewer GPUs than asked is slower, more is billed; ask instead.
+            raise PlanRefused(
+                f"{gpus} GPUs don't split evenly over {nodes} nodes; ask for a multiple of "
+                f"{nodes} GPUs (e.g. {nodes * max(1, gpus // nodes)}) or another node count"
+            )
+        per_node = gpus // nodes
     nodes = nodes or 1
     per_node = per_node or 0
+    ranks = nodes * max(per_node, 1)
     spec: dict[str, Any] = {
         "model": request["model"],
         "dataset": request["dataset"],
@@ -46,6 +56,8 @@ def job_spec(request: dict[str, Any], ctx: AgentContext) -> dict[str, Any]:
     for slot in ("batch_size", "lr", "name", "namespace"):
         if request.get(slot) is not None:
             spec[slot] = request[slot]
+    if "batch_size" not in spec and DEFAULT_BATCH_SIZE % ranks:
+        spec["batch_size"] = ranks * max(1, round(DEFAULT_BATCH_SIZE / ranks))
     if ctx.fallback_dataset and ctx.fallback_dataset != spec["dataset"]:
         spec["fallback_dataset"] = ctx.fallback_dataset
     return spec
@@ -65,7 +77,10 @@ async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
                 )
             }
         }
-    spec = job_spec(request, ctx)
+    try:
+        spec = job_spec(request, ctx)
+    except PlanRefused as e:
+        return {"plan": {"refused": f"Not launched: {e}"}}
     try:  # a dry run: the server's own validation and caps answer for the spec
         rendered = await ctx.tools.call("kubernetes", "manifests_render", spec=spec)
     except ToolCallError as e:

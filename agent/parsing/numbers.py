@@ -41,6 +41,8 @@ _WORD = "|".join([*_UNITS, *_TENS, *_SCALES])
 _RUN = re.compile(rf"\b(?:(?:{_WORD})(?:[\s-]+(?:and[\s-]+)?)?)+\b")
 _IDIOMS = [
     (re.compile(r"\bhalf a dozen\b"), "6"),
+    (re.compile(r"\s+and a half\b"), ".5"),  # "one and a half epochs": 1.5, not 1
+    (re.compile(r"\bhalf (?:a|an)\s+"), "0.5 "),  # "half a GPU": 0.5, not 1
     (re.compile(r"\ba dozen\b|\bdozen\b"), "12"),
     (re.compile(r"\ba (?:couple|pair) of\b"), "2"),
     (re.compile(r"\b(?:a|one) single\b|\bsingle\b"), "1"),
@@ -53,6 +55,9 @@ _IDIOMS = [
 _SCIENTIFIC = re.compile(r"(\d+(?:\.\d+)?)\s*(?:x|×|\*)\s*10\s*(?:\^|\*\*)\s*([-+−]?\s*\d+)")
 _POWER_OF_TEN = re.compile(r"\b10\s*(?:\^|\*\*)\s*([-+−]?\s*\d+)")
 _THOUSANDS = re.compile(r"\b(\d+(?:\.\d+)?)k\b")
+# "1,024" is one number; "32,64,128" (no thousands groups of three) stays a list.
+_GROUPED = re.compile(r"(?<!\d,)\b\d{1,3}(?:,\d{3})+\b(?!,\d)")
+_FRACTION = re.compile(r"\b(\d+)\s*/\s*(\d+)\b")
 
 
 def _words_value(words: str) -> int | None:
@@ -86,6 +91,10 @@ def normalize_numbers(text: str) -> str:
         return f"{value}{trailing}" if value is not None else words
 
     text = _RUN.sub(spell, text)
+    text = _GROUPED.sub(lambda m: m.group(0).replace(",", ""), text)
+    text = _FRACTION.sub(
+        lambda m: repr(int(m.group(1)) / int(m.group(2))) if int(m.group(2)) else m.group(0), text
+    )
     text = _SCIENTIFIC.sub(
         lambda m: f"{m.group(1)}e{m.group(2).replace(' ', '').replace('−', '-')}", text
     )

@@ -112,6 +112,18 @@ JOB_NAMED = re.compile(  # a name with a digit or a dash: "job mnist-baseline", 
 NOT_JOB_NAMES = frozenset(
     {"is", "id", "status", "logs", "cost", "list", "that", "this", "the", "and"}
 )
+# A job named right after the verb: "cancel baseline-run", "logs of mnist-sweep-2".
+JOB_AFTER_VERB = re.compile(
+    r"\b(?:cancel|abort|kill|terminate|stop|halt|logs? (?:of|for)|status of|cost of|diagnose|"
+    r"tail)\s+[\"'`]?([a-z0-9]+(?:-[a-z0-9]+)+)\b"
+)
+# cancel acts on one training job: "stop the mlflow server" or "kill all processes" is not one.
+CANCEL_OBJECT = re.compile(
+    r"\b(?:cancel|abort|kill|terminate|stop|halt)\b\s+(?:it|this|that|latest|last|current|"
+    r"(?:[\w-]+\s+){0,3}(?:jobs?|runs?|training|trainings)|[a-z0-9]+(?:-[a-z0-9]+)+)\b"
+)
+BULK = re.compile(r"\b(?:all|every|everything|each|any)\b")
+DELETE = re.compile(r"\b(?:delete|remove|destroy|wipe|nuke|purge|erase|rm)\b")
 JOB_INTENTS = frozenset({"status", "logs", "cost", "cancel", "diagnose", "register"})
 
 CURRENCY = r"(?:\$|usd|dollars?|bucks)"
@@ -185,9 +197,18 @@ def parse(text: str) -> Request:
             "That is outside what trainops does: it never runs commands or deletes "
             "anything but its own training jobs."
         )
-    intent = _intent(t)
+    if DELETE.search(t):
+        return _unknown(
+            'trainops deletes nothing; to stop a job say "cancel <job id>" or "cancel it".'
+        )
+    intent = _intent(JOB_ID.sub(" ", t))  # "cnn-mnist-3f2a" is a job, not a model and dataset
     if intent == "unknown":
         return _unknown()
+    if intent == "cancel" and (BULK.search(t) or not CANCEL_OBJECT.search(t)):
+        return _unknown(
+            'I cancel one training job at a time; say which, e.g. "cancel cnn-mnist-3f2a" '
+            'or "cancel the latest job".'
+        )
     if NEGATIVE_COUNT.search(t):
         return _unknown("Counts (epochs, GPUs, nodes, trials, lines) can't be negative.")
     if NEGATIVE_MONEY.search(t):
@@ -383,6 +404,12 @@ def _resources(t: str) -> dict[str, int]:
             out["gpus"] = as_int(m.group(1))
         if m := re.search(rf"\b{NUMBER}\s*{node}\b", t):
             out["nodes"] = as_int(m.group(1))
+    if (
+        "gpus" not in out
+        and "gpus_per_node" not in out
+        and re.search(r"\b(?:on|using|with|use) (?:the|my|a) gpu\b|\bon gpu\b", t)
+    ):
+        out["gpus"] = 1
     if re.search(
         r"\b(?:on|using|with|use) (?:the |a |my )?cpus?\b|\bcpu[- ]only\b|\bno gpus?\b|"
         r"\bwithout (?:a |any )?gpus?\b|\bon (?:my )?laptop\b|\blocally on cpu\b",
@@ -406,6 +433,8 @@ def _job(t: str) -> str | None:
     if m := JOB_ID.search(t):
         return m.group(1)
     if (m := JOB_NAMED.search(t)) and m.group(1) not in NOT_JOB_NAMES:
+        return m.group(1)
+    if (m := JOB_AFTER_VERB.search(t)) and not _first(MODELS + DATASETS, m.group(1)):
         return m.group(1)
     if LATEST.search(t):
         return "latest"
@@ -484,6 +513,11 @@ def _sweep(t: str) -> dict[str, Any]:
 def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
     """Searched parameters: ranges ("lr from 1e-4 to 1e-1") and lists ("32, 64 and 128")."""
     params: dict[str, ParamRange | ParamChoice] = {}
+    value = (  # a list member: not a count of something else ("10 trials")
+        NUMBER
+        + r"(?![\d.]|\s*(?:trials?|epochs?|gpus?|nodes?|in parallel|at a time|concurrent|runs))"
+    )
+    not_a_list = r"(?!\s*(?:,|and|or)\s*" + value + ")"
     ranges = [
         r"\b("
         + PARAM_WORDS
@@ -491,7 +525,8 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
         + NUMBER
         + r"\s*(?:to|-|\.\.|…)\s*"
         + NUMBER
-        + r"\b(?!\s*(?:,|and|or)\s*\d)",
+        + r"\b"
+        + not_a_list,
         r"\b(" + PARAM_WORDS + r")\s*between\s*" + NUMBER + r"\s*and\s*" + NUMBER + r"\b",
         r"\b("
         + PARAM_WORDS
@@ -509,10 +544,6 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
                 continue
             log = low > 0 and (name in ("lr", "weight_decay") or high / low >= 100)
             params[name] = ParamRange(low=low, high=high, scale="log" if log else "linear")
-    value = (
-        NUMBER
-        + r"(?![\d.]|\s*(?:trials?|epochs?|gpus?|nodes?|in parallel|at a time|concurrent|runs))"
-    )
     for m in re.finditer(
         r"\b("
         + PARAM_WORDS
