@@ -367,7 +367,18 @@ class Trainer:
                 f"{where} holds a {trained['model']} trained on {state['dataset_used']}, not a "
                 f"{self.cfg.model} on {self.dataset.name}; use a fresh --checkpoint-dir"
             )
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError:  # same architecture, other shapes: --smoke-test, --seq-len, ...
+            where = self.checkpoints.location if self.checkpoints else "the checkpoint"
+            changed = sorted(
+                k for k in SHAPE_FLAGS if k in trained and trained[k] != getattr(self.cfg, k)
+            )
+            raise ConfigError(
+                f"{where} holds a {trained['model']} of other shapes"
+                + (f" (it was trained with {_flags(trained, changed)})" if changed else "")
+                + "; train with the same flags or use a fresh --checkpoint-dir"
+            ) from None
         _load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
@@ -460,6 +471,20 @@ def _adamw(
     return torch.optim.AdamW(
         groups, lr=cfg.lr, betas=(0.9, 0.95), fused=fused or None, capturable=capturable
     )
+
+
+SHAPE_FLAGS = ("smoke_test", "seq_len")
+
+
+def _flags(config: dict[str, Any], names: list[str]) -> str:
+    def flag(name: str) -> str:
+        value = config[name]
+        dashed = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            return dashed if value else f"no {dashed}"
+        return f"{dashed} {value}"
+
+    return ", ".join(map(flag, names))
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -128,6 +128,13 @@ def test_bad_metrics_port_is_refused(monkeypatch) -> None:
     assert "TRAINOPS_METRICS_PORT" in err
 
 
+def test_bad_mlflow_tracking_uri_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nope://x")
+    code, _, err = run_main(train_args("cnn", "digits", smoke_test=True))
+    assert code == 2 and err.count("\n") == 1
+    assert "MLFLOW_TRACKING_URI='nope://x' is not a tracking server" in err
+
+
 def test_checkpoint_of_another_model_is_refused(tmp_path, monkeypatch) -> None:
     checkpoints = tmp_path / "ckpt"
     first = run_training(
@@ -142,6 +149,16 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, monkeypatch) -> None:
     assert code == 2
     assert "holds a mlp trained on digits" in err and "fresh --checkpoint-dir" in err
     assert sorted(p.name for p in checkpoints.iterdir()) == before  # no outbox, no run record
+
+
+def test_checkpoint_of_other_shapes_is_refused_with_the_flag_that_differs(tmp_path) -> None:
+    checkpoints = str(tmp_path / "ckpt")
+    args = ["--synthetic-samples", "300", "--checkpoint-dir", checkpoints]
+    first = run_training(train_args("gpt", "synthetic", epochs=1) + args + ["--seq-len", "16"])
+    assert first.returncode == 0, first.stderr
+    code, _, err = run_main(train_args("gpt", "synthetic", epochs=2) + args + ["--seq-len", "32"])
+    assert code == 2 and err.count("\n") == 1
+    assert "holds a gpt of other shapes (it was trained with --seq-len 16)" in err
 
 
 def test_real_process_exits_2_without_traceback(tmp_path) -> None:

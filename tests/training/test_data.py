@@ -120,6 +120,22 @@ def test_download_with_a_bad_checksum_fails_and_leaves_nothing(mirror, tmp_path:
     assert not data_dir.exists()
 
 
+def test_a_data_dir_that_cannot_hold_the_download_is_unavailable(mirror) -> None:
+    url, root = mirror
+    labels = encode_idx(torch.arange(10, dtype=torch.uint8), compress=True)
+    (root / "labels-idx1-ubyte.gz").write_bytes(labels)
+    files = FileSet(
+        dataset="tiny",
+        folders=("tiny",),
+        required=("labels-idx1-ubyte",),
+        mirrors=(url,),
+        downloads=(RemoteFile("labels-idx1-ubyte.gz", hashlib.md5(labels).hexdigest()),),
+    )
+    # procfs takes no new files from anyone, root included (a chmod'ed dir would not stop root).
+    with pytest.raises(DatasetUnavailable, match="cannot hold the download"):
+        ensure_files("/proc/trainops-data", files, download=True, mirror=None)
+
+
 def test_unreachable_mirror_is_reported(tmp_path: Path) -> None:
     cfg = config(
         dataset="mnist",

@@ -104,7 +104,15 @@ def ensure_files(
                 raise unavailable(
                     files, data_dir, f"its files are missing and the download failed ({e})"
                 ) from None
-            unpack(remote, data, storage)
+            try:
+                unpack(remote, data, storage)
+            except OSError as e:  # a read-only --data-dir: say so (and let a fallback apply)
+                raise unavailable(
+                    files,
+                    data_dir,
+                    f"its files are missing and {storage.location} cannot hold the download "
+                    f"({one_line(e)})",
+                ) from None
     found = find_files(data_dir, files)
     if found is None:
         raise unavailable(files, data_dir, "the downloaded archive lacks some of its files")

@@ -7,6 +7,17 @@ from dataclasses import dataclass
 
 from training.errors import ConfigError
 
+TRACKING_URI_SCHEMES = (
+    "http://",
+    "https://",
+    "file:",
+    "sqlite:",
+    "postgresql",
+    "mysql",
+    "databricks",
+    "/",
+)
+
 
 @dataclass(frozen=True)
 class TelemetrySettings:
@@ -22,8 +33,14 @@ class TelemetrySettings:
         port = env.get("TRAINOPS_METRICS_PORT") or None
         if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
             raise ConfigError(f"TRAINOPS_METRICS_PORT={port!r} is not a port; use e.g. 9400")
+        uri = env.get("MLFLOW_TRACKING_URI") or None
+        if uri is not None and not uri.startswith(TRACKING_URI_SCHEMES):
+            raise ConfigError(
+                f"MLFLOW_TRACKING_URI={uri!r} is not a tracking server or store; "
+                "use http://HOST:PORT (or file:/path, sqlite:///path), or unset it"
+            )
         return cls(
-            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+            mlflow_tracking_uri=uri,
             job_id=env.get("TRAINOPS_JOB_ID") or None,
             metrics_port=int(port) if port else None,
         )
