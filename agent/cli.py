@@ -160,8 +160,12 @@ def _run_agent(
                 return await agent.resume(thread_id, approve=approve)
             return await agent.ask(thread_id, text or "", preset=preset, approve=approve)
 
+    from agent.tools import ServerUnavailable
+
     try:
         result = asyncio.run(go())
+    except ServerUnavailable as e:
+        _fail(str(e))
     finally:
         progress.stop()
     if json_out:

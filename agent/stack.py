@@ -77,7 +77,10 @@ class LocalStack:
 
     def down(self, services: tuple[ServiceName, ...] = SERVICES) -> list[ServiceState]:
         states = []
+        started_urls = {}
         for name in services:
+            if (recorded := self._recorded(name)) is not None:
+                started_urls[name] = recorded.url
             record = self._running(name)
             if record is not None:
                 proc = psutil.Process(record.pid)
@@ -92,7 +95,7 @@ class LocalStack:
             states.append(
                 ServiceState(name, running=False, note="stopped" if record else "not running")
             )
-        self._forget_urls(services)
+        self._forget_urls(started_urls)
         return states
 
     def status(self) -> list[ServiceState]:
@@ -231,11 +234,16 @@ class LocalStack:
     def _log(self, name: ServiceName) -> Path:
         return self.root / name / f"{name}.log"
 
+    def _recorded(self, name: ServiceName) -> _Record | None:
+        """What `up` recorded of the service it started, alive or not."""
+        try:
+            return _Record(**json.loads(self._pid_file(name).read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return None
+
     def _running(self, name: ServiceName) -> _Record | None:
         """The service this stack started, if it is still that very process."""
-        try:
-            record = _Record(**json.loads(self._pid_file(name).read_text()))
-        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        if (record := self._recorded(name)) is None:
             return None
         try:
             if abs(psutil.Process(record.pid).create_time() - record.create_time) < 0.01:
@@ -255,11 +263,18 @@ class LocalStack:
                 config[CONFIG_KEYS[state.name]] = state.url
         self._write_config(config)
 
-    def _forget_urls(self, services: tuple[ServiceName, ...]) -> None:
+    def _forget_urls(self, started_urls: dict[ServiceName, str]) -> None:
+        """Drop the URLs `up` wrote; a URL someone set to another server stays."""
         config = self._read_config()
-        for name in services:
-            config.pop(CONFIG_KEYS[name], None)
-        self._write_config(config)
+        forget = [
+            CONFIG_KEYS[name]
+            for name, url in started_urls.items()
+            if config.get(CONFIG_KEYS[name]) == url
+        ]
+        if forget:
+            for key in forget:
+                del config[key]
+            self._write_config(config)
 
     def _read_config(self) -> dict:
         try:

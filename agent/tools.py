@@ -31,6 +31,10 @@ class ToolCallError(RuntimeError):
         self.tool = tool
 
 
+class ServerUnavailable(RuntimeError):
+    """An MCP server did not start or answer; the message names it and where it was."""
+
+
 def connections(settings: Settings) -> dict[str, dict[str, Any]]:
     # The servers read settings the same way; hand them this run's, whatever their source.
     env = {
@@ -68,14 +72,21 @@ class Toolbox:
         self.sessions: dict[str, ClientSession] = {}
 
     async def __aenter__(self) -> Toolbox:
-        try:
-            for name in SERVERS:
+        for name in SERVERS:
+            try:
                 self.sessions[name] = await self._stack.enter_async_context(
                     self._client.session(name)
                 )
-        except BaseException:
-            await self._stack.aclose()
-            raise
+            except Exception as e:  # an ExceptionGroup from the transport's task group, too
+                await self._stack.aclose()
+                url = self.settings.agent.mcp_urls.get(name)
+                where = f"at {url}" if url else "over stdio (its own error, if any, is above)"
+                raise ServerUnavailable(
+                    f"the {name} MCP server did not start {where}: {_first_cause(e)}"
+                ) from None
+            except BaseException:
+                await self._stack.aclose()
+                raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -98,3 +109,9 @@ class Toolbox:
                 if (tool.metadata or {}).get("readOnlyHint"):
                     tools.append(tool)
         return tools
+
+
+def _first_cause(error: BaseException) -> str:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return " ".join(str(error).split()) or type(error).__name__

@@ -53,6 +53,10 @@ def test_bad_input_is_one_line_with_the_fix(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").unlink()
     bad_rates = trainops(tmp_path, "parse", "list jobs", TRAINOPS_RATES="cheap")
     assert bad_rates.returncode == 2 and "TRAINOPS_RATES must be JSON" in bad_rates.stderr
+    no_server = trainops(tmp_path, "jobs", TRAINOPS_BACKEND="cluster")
+    assert no_server.returncode == 2 and "Traceback" not in no_server.stderr
+    assert "set TRAINOPS_BACKEND=local" in no_server.stderr  # the server's own line
+    assert "the kubernetes MCP server did not start" in no_server.stderr
     for result in (misspelt, misspelt_nested, bad_rates):
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     bad_llm = trainops(tmp_path / "llm", "eval", "--suite", "nl", TRAINOPS_LLM="nonsense")

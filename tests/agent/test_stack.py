@@ -69,3 +69,11 @@ def test_bad_config_is_one_line_with_the_fix(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "stack.scrape_interval" in result.stderr and "Traceback" not in result.stderr
     assert services(tmp_path) == {}
+
+
+def test_down_keeps_urls_it_did_not_write(tmp_path: Path) -> None:
+    config = "mlflow_tracking_uri: https://mlflow.example.com\n"
+    (tmp_path / "config.yaml").write_text(config)
+    down = trainops(tmp_path, "down")
+    assert down.returncode == 0, down.stderr
+    assert (tmp_path / "config.yaml").read_text() == config
