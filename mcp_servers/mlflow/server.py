@@ -42,6 +42,7 @@ from mcp_servers.mlflow.schemas import (
 from mcp_servers.series import downsample, summarize
 from mcp_servers.settings import Settings
 
+COST_REVISION_TAG = "trainops.cost.revision"
 RunId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="MLflow run id (32 hex).")]
 COST_METRICS = (
     "cost_usd",
@@ -393,23 +394,31 @@ def _register_tools(mcp: TrainopsMCP) -> None:
             from mlflow.entities import Metric, RunTag
 
             run = client.get_run(run_id)
-            # A fixed step and timestamp make a repeated call a duplicate MLflow ignores.
             stamp = run.info.end_time or run.info.start_time or 0
             values = {
                 k: v
                 for k, v in breakdown.model_dump().items()
                 if k in COST_METRICS and v is not None
             }
+            # Same figures again: nothing to write. New figures (other rates, utilisation that
+            # came in later): the next revision's step, as MLflow's latest value is the one at
+            # the highest step (at one step it would be the largest value, not the newest).
+            unchanged = all(run.data.metrics.get(k) == float(v) for k, v in values.items())
+            revision = int(run.data.tags.get(COST_REVISION_TAG, "-1"))
+            if not unchanged or revision < 0:
+                revision += 1
             tags = {
                 "trainops.cost.rate_card": breakdown.rate_card,
                 "trainops.cost.currency": breakdown.currency,
                 "trainops.cost.usd": f"{breakdown.cost_usd:.6f}",
+                COST_REVISION_TAG: str(revision),
             }
-            client.log_batch(
-                run_id,
-                metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()],
-                tags=[RunTag(k, v) for k, v in tags.items()],
-            )
+            if not unchanged or any(run.data.tags.get(k) != v for k, v in tags.items()):
+                client.log_batch(
+                    run_id,
+                    metrics=[Metric(k, float(v), stamp, revision) for k, v in values.items()],
+                    tags=[RunTag(k, v) for k, v in tags.items()],
+                )
             return CostLogResult(run_id=run_id, metrics=values, tags=tags)
 
         return await _run(ctx, write)

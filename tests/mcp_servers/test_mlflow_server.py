@@ -225,3 +225,23 @@ async def test_a_diverged_run_reads_with_its_nan_named_not_as_an_error(
     assert [p["value"] for p in history["points"]] == [2.0, 1.5, 3.0, None]
     assert history["summary"]["nonfinite"] and history["summary"]["diverging"]
     assert history["summary"]["min"] == 1.5
+
+
+async def test_repricing_a_run_makes_the_new_cost_its_latest_value(
+    tmp_path: Path, mlflow_url: str, mlflow_client
+) -> None:
+    experiment = mlflow_client.create_experiment(f"reprice-{os.getpid()}-{tmp_path.name}")
+    run_id = mlflow_client.create_run(experiment).info.run_id
+    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+        for cost in (1.0, 1.0, 0.5):
+            logged = await call(
+                session, "runs_cost_log", run_id=run_id, breakdown={"cost_usd": cost}
+            )
+            assert logged["metrics"]["cost_usd"] == cost
+        run = await call(session, "runs_get", run_id=run_id)
+    assert (
+        run["metrics"]["cost_usd"] == 0.5 == mlflow_client.get_run(run_id).data.metrics["cost_usd"]
+    )
+    history = mlflow_client.get_metric_history(run_id, "cost_usd")
+    assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5)]
+    assert mlflow_client.get_run(run_id).data.tags["trainops.cost.usd"] == "0.500000"
