@@ -137,6 +137,11 @@ class LocalStack:
         if command_and_port is None:
             return ServiceState(name, running=False, note=PROMETHEUS_INSTALL_HINT)
         command, port = command_and_port
+        if not _port_free(port):  # its health check would pass against whoever holds it
+            raise StackError(
+                f"port {port} for {name} is in use by another process; choose another "
+                f"--{name}-port (or stack.{name}_port in config.yaml), or omit it for a free one"
+            )
         url = f"http://127.0.0.1:{port}"
         workdir = self.root / name
         workdir.mkdir(parents=True, exist_ok=True)
@@ -156,9 +161,9 @@ class LocalStack:
         ready = Retrying(
             stop=stop_after_delay(timeout),
             wait=wait_fixed(0.25),
-            retry=retry_if_result(lambda ok: not ok),
+            retry=retry_if_result(lambda answer: answer is None),
             retry_error_callback=lambda _: False,
-        )(lambda: proc.poll() is None and _healthy(health))
+        )(lambda: False if proc.poll() is not None else (_healthy(health) or None))
         if not ready:
             self.down((name,))
             raise StackError(
@@ -295,6 +300,17 @@ def _healthy(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        # SO_REUSEADDR: closed connections in TIME_WAIT don't count, a listener does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import psutil
@@ -77,3 +78,16 @@ def test_down_keeps_urls_it_did_not_write(tmp_path: Path) -> None:
     down = trainops(tmp_path, "down")
     assert down.returncode == 0, down.stderr
     assert (tmp_path / "config.yaml").read_text() == config
+
+
+def test_a_port_in_use_is_refused_not_mistaken_for_our_server(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = trainops(tmp_path, "up", TRAINOPS_STACK__MLFLOW_PORT=str(port))
+    assert result.returncode == 2, result.stdout
+    assert f"port {port} for mlflow is in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "mlflow" not in services(tmp_path)
+    trainops(tmp_path, "down")
