@@ -21,6 +21,10 @@ class JobError(Exception):
     """An expected failure with a message that says what to do; tools turn it into a ToolError."""
 
 
+class JobExists(JobError):
+    """A job with this id exists already (and no idempotency key matched it)."""
+
+
 class JobNotFound(JobError):
     pass
 

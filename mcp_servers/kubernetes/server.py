@@ -16,7 +16,7 @@ from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field
 
 from mcp_servers.common import TrainopsMCP, hints, serve
-from mcp_servers.kubernetes.backend import Backend, JobError
+from mcp_servers.kubernetes.backend import Backend, JobError, JobExists
 from mcp_servers.kubernetes.manifests import RenderContext, new_job_id, render
 from mcp_servers.kubernetes.policy import admit
 from mcp_servers.kubernetes.schemas import (
@@ -82,6 +82,9 @@ def build_server(settings: Settings) -> TrainopsMCP:
     return mcp
 
 
+GENERATED_ID_ATTEMPTS = 8  # generated ids have 4 hex digits: a clash is rare, not impossible
+
+
 def _app(ctx: Context) -> AppContext:
     return ctx.request_context.lifespan_context
 
@@ -114,8 +117,16 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         Pass an idempotency_key to make retries safe: the same key returns the same job.
         """
         app = _app(ctx)
-        manifest = _prepare(spec, app)
-        return await _call(app.backend.create, manifest, spec)
+        for _ in range(GENERATED_ID_ATTEMPTS):
+            manifest = _prepare(spec, app)
+            try:
+                return await anyio.to_thread.run_sync(app.backend.create, manifest, spec)
+            except JobExists as e:
+                if spec.name is not None:  # the caller's own name: theirs to change
+                    raise ToolError(str(e)) from None
+            except JobError as e:
+                raise ToolError(str(e)) from None
+        raise ToolError("could not find a free job id; pass a name")
 
     @mcp.tool(annotations=hints("Render manifests (dry run)", read_only=True, idempotent=True))
     async def manifests_render(spec: TrainingJobSpec, ctx: Context) -> RenderedManifest:

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import watchfiles
 
-from mcp_servers.kubernetes.backend import JobError, JobNotFound
+from mcp_servers.kubernetes.backend import JobError, JobExists, JobNotFound
 from mcp_servers.kubernetes.local.capacity import alive, node_capacity
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
 from mcp_servers.kubernetes.local.store import STATUS, JobDir, JobStore, LocalJobState, now
@@ -69,7 +69,7 @@ class LocalBackend:
                         created=False,
                     )
             if self.store.job(manifest.job_id).exists():
-                raise JobError(
+                raise JobExists(
                     f"a job named {manifest.job_id} already exists; choose another name or omit it"
                 )
             active = sum(
