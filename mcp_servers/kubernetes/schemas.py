@@ -109,6 +109,13 @@ class TrainingJobSpec(BaseModel):
     def _training_command_is_valid(self) -> TrainingJobSpec:
         """The training entry point must accept the command this spec renders, flag for flag,
         and train what the spec says (extra_args may tune, not redefine, the job)."""
+        if self.kind == "TrainJob" and (
+            self.backoff_limit is not None or self.active_deadline_seconds is not None
+        ):
+            raise ValueError(
+                "a TrainJob takes its retries and deadline from its training runtime; "
+                "drop backoff_limit and active_deadline_seconds, or use kind 'auto'"
+            )
         if self.resolved_kind() == "Job" and self.nodes > 1:
             raise ValueError(
                 "a Job runs one replica; use kind 'auto' or 'PyTorchJob' for nodes > 1"

@@ -265,6 +265,7 @@ BAD_SPECS = [
     ({"unknown_field": 1}, "spec.unknown_field: Extra inputs are not permitted"),
     ({"extra_args": ["--mod", "mlp", "--epoch", "99999"]}, "unrecognized arguments: --mod"),
     ({"kind": "Job", "nodes": 2}, "a Job runs one replica"),
+    ({"kind": "TrainJob", "backoff_limit": 1}, "takes its retries and deadline from its"),
     ({"nodes": 3, "batch_size": 64}, "batch_size 64 does not split over 3 ranks"),
     ({"env": {"LD_PRELOAD": "/tmp/x.so"}}, "LD_PRELOAD would change what code the job runs"),
     ({"env": {"PYTHONPATH": "/tmp"}}, "PYTHONPATH would change what code the job runs"),
