@@ -116,6 +116,7 @@ def _run_agent(
     resume: bool = False,
     decision: str | None = None,
     detach: bool = False,
+    exit_on_error: bool = True,
 ) -> None:
     import asyncio
     import json
@@ -182,6 +183,8 @@ def _run_agent(
                 f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True
             )
         console.print(f"[dim]thread {result.thread_id}[/dim]")
+    if exit_on_error and result.facts.get("error"):
+        raise typer.Exit(1)  # answered, but what was asked could not be done (no such job, ...)
 
 
 @app.command()
@@ -250,7 +253,14 @@ def chat(
         if text.strip().lower() in ("exit", "quit", "bye"):
             break
         if text.strip():
-            _run_agent(text=text, thread=thread, json_out=False, yes=yes, fallback=fallback_dataset)
+            _run_agent(
+                text=text,
+                thread=thread,
+                json_out=False,
+                yes=yes,
+                fallback=fallback_dataset,
+                exit_on_error=False,
+            )
 
 
 @app.command()

@@ -36,7 +36,11 @@ def handler(fn: Handler):
         try:
             update = await fn(state, runtime.context, request, warnings)
         except (NoJob, ToolCallError, PlanRefused) as e:
-            update = {"answer": str(e), "facts": {"error": str(e)}}
+            message = str(e)
+            if isinstance(e, ToolCallError) and message.startswith("no job "):
+                # The server's hint names its list tool; a person asks for the list instead.
+                message = message.split(";")[0] + '; say "list jobs" to see the jobs there are'
+            update = {"answer": message, "facts": {"error": message}}
         facts = {
             "intent": request["intent"],
             "thread_id": runtime.context.thread_id,

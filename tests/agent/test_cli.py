@@ -57,6 +57,9 @@ def test_bad_input_is_one_line_with_the_fix(tmp_path: Path) -> None:
     assert no_server.returncode == 2 and "Traceback" not in no_server.stderr
     assert "set TRAINOPS_BACKEND=local" in no_server.stderr  # the server's own line
     assert "the kubernetes MCP server did not start" in no_server.stderr
+    unknown_job = trainops(tmp_path, "logs", "nope-0000")
+    assert unknown_job.returncode == 1, unknown_job.stderr
+    assert "no job 'nope-0000'; say \"list jobs\"" in unknown_job.stdout
     for result in (misspelt, misspelt_nested, bad_rates):
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     bad_llm = trainops(tmp_path / "llm", "eval", "--suite", "nl", TRAINOPS_LLM="nonsense")
