@@ -41,13 +41,22 @@ def wall_seconds(job: dict[str, Any]) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
-def resources_of(job: dict[str, Any]) -> Resources:
+def resources_of(job: dict[str, Any], gpu_type: str | None = None) -> Resources:
     return Resources.of(
         nodes=job.get("nodes") or 1,
         gpus_per_node=job.get("gpus_per_node") or 0,
         cpus=job.get("cpus") or 1.0,
         memory=job.get("memory") or "2Gi",
+        gpu_type=gpu_type,
     )
+
+
+async def gpu_type_of(ctx: AgentContext, job: dict[str, Any], warnings: list[str]) -> str | None:
+    """The GPU model the job ran on (its MLflow run's device tag), for per-type GPU rates."""
+    if not job.get("gpus_per_node") or not job.get("mlflow_run_id"):
+        return None
+    run = await mlflow_run(ctx, job["mlflow_run_id"], warnings)
+    return (run or {}).get("tags", {}).get("trainops.device")
 
 
 async def mlflow_run(
@@ -88,11 +97,16 @@ async def utilization_of(
     return usage
 
 
-def price(ctx: AgentContext, job: dict[str, Any], usage: dict[str, Any] | None) -> dict[str, Any]:
+def price(
+    ctx: AgentContext,
+    job: dict[str, Any],
+    usage: dict[str, Any] | None,
+    gpu_type: str | None = None,
+) -> dict[str, Any]:
     gpu_utilization = ((usage or {}).get("gpu") or {}).get("mean_utilization")
     epochs = (job.get("progress") or {}).get("epoch") or job.get("epochs")
     return cost_breakdown(
-        resources_of(job),
+        resources_of(job, gpu_type),
         wall_seconds(job),
         ctx.settings.rates,
         gpu_utilization=gpu_utilization,

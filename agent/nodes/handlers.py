@@ -12,6 +12,7 @@ from agent.context import AgentContext
 from agent.nodes.common import (
     TERMINAL,
     NoJob,
+    gpu_type_of,
     mlflow_run,
     mlflow_url,
     money,
@@ -129,7 +130,7 @@ async def cost(state, ctx, request, warnings):
         job_id = await resolve_job(state, ctx, request["job"])
         job = await ctx.tools.call("kubernetes", "training_jobs_get", job_id=job_id)
         usage = await utilization_of(ctx, job, warnings)
-        breakdown = price(ctx, job, usage)
+        breakdown = price(ctx, job, usage, await gpu_type_of(ctx, job, warnings))
         if job["phase"] in TERMINAL and job.get("mlflow_run_id"):
             await ctx.tools.call(
                 "mlflow", "runs_cost_log", run_id=job["mlflow_run_id"], breakdown=breakdown

@@ -10,7 +10,14 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from agent.context import AgentContext
-from agent.nodes.common import TERMINAL, mlflow_run, parse_time, price, utilization_of
+from agent.nodes.common import (
+    TERMINAL,
+    gpu_type_of,
+    mlflow_run,
+    parse_time,
+    price,
+    utilization_of,
+)
 from agent.pricing import Resources
 from agent.state import AgentState
 from agent.tools import ToolCallError
@@ -124,7 +131,7 @@ async def cost(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
     if not job.get("start_time"):
         return {"cost": None, "utilization": None, "warnings": warnings}
     usage = await utilization_of(ctx, job, warnings)
-    breakdown = price(ctx, job, usage)
+    breakdown = price(ctx, job, usage, await gpu_type_of(ctx, job, warnings))
     if job.get("mlflow_run_id"):
         try:
             await ctx.tools.call(
