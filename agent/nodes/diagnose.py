@@ -46,6 +46,21 @@ RULES: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
+# Exit codes 128 + N: the replica died of signal N rather than exiting with an error.
+SIGNAL_EXITS = {
+    137: (
+        "killed (SIGKILL)",
+        "the replica was killed from outside: out of memory at the node level, preemption or "
+        "an eviction; check the events and ask for more memory if it recurs",
+    ),
+    139: (
+        "crashed (SIGSEGV)",
+        "the process segfaulted: usually a native library (CUDA driver, NCCL) mismatch with "
+        "the image; rebuild the image against the node's driver",
+    ),
+}
+
+
 @handler
 async def diagnose(state, ctx, request, warnings):
     job_id = await resolve_job(state, ctx, request.get("job"))
@@ -111,7 +126,20 @@ async def _with_rules(
     for replica in job.get("replicas", []):
         if replica.get("reason") == "OOMKilled":
             findings.append(("out of memory", RULES[0][2], f"{replica['name']} OOMKilled"))
+        elif (signal := SIGNAL_EXITS.get(replica.get("exit_code"))) is not None:
+            findings.append(
+                (signal[0], signal[1], f"{replica['name']} exit code {replica['exit_code']}")
+            )
     text = ""
+    try:
+        events = await ctx.tools.call("kubernetes", "training_jobs_events", job_id=job_id)
+        text += "".join(
+            f"event {e['reason']}: {e['message']}\n"
+            for e in events["events"]
+            if e["type"] == "Warning"
+        )
+    except ToolCallError as e:
+        warnings.append(str(e))
     for replica in [r["name"] for r in job.get("replicas", [])][:4]:
         try:
             tail = await ctx.tools.call(
