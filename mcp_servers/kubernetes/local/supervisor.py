@@ -335,16 +335,17 @@ class Supervisor:
         if self.workload.operator_env:
             nodes = len(self.workload.replicas)
             rank = self.workload.replicas.index(plan)
+            nproc = max(plan.pod.gpus, 1)
             env.update(
                 MASTER_ADDR="127.0.0.1",
                 MASTER_PORT=str(master_port),
-                WORLD_SIZE=str(nodes),
+                WORLD_SIZE=str(nodes * nproc),  # as the Training Operator: replicas x nprocPerNode
                 RANK=str(rank),
                 PET_MASTER_ADDR="127.0.0.1",
                 PET_MASTER_PORT=str(master_port),
                 PET_NNODES=str(nodes),
                 PET_NODE_RANK=str(rank),
-                PET_NPROC_PER_NODE=str(max(plan.pod.gpus, 1)),
+                PET_NPROC_PER_NODE=str(nproc),
             )
         env["TRAINOPS_METRICS_PORT"] = str(ports[0])
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
