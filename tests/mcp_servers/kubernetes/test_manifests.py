@@ -25,7 +25,24 @@ KUBERNETES_VERSION = "1.33"
 @functools.cache
 def crd_schema(kind: str) -> dict:
     document = yaml.safe_load((CRDS / CRD_FILES[kind]).read_text())
-    return document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return strict(document["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def strict(schema: object) -> object:
+    """The API server prunes fields a structural schema does not name; a rendered manifest
+    must not depend on that, so here an unknown field is an error."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict(value) for key, value in schema.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
 
 
 def validate(body: dict) -> None:
@@ -59,6 +76,15 @@ def test_rendered_manifest_validates_against_the_real_schema(
     assert manifest.kind == expected_kind
     validate(manifest.body)
     assert yaml.safe_load(manifest.yaml) == manifest.body  # what is shown is what is applied
+
+
+@pytest.mark.parametrize("kind", ["PyTorchJob", "TrainJob"])
+def test_a_misspelt_field_fails_the_crd_check(kind: str) -> None:
+    spec = TrainingJobSpec(model="cnn", dataset="digits", nodes=2, kind=kind)
+    body = render(spec, "cnn-digits-0a1b", "trainops", CONTEXT).body
+    body["spec"]["runPolicyy"] = {}
+    with pytest.raises(jsonschema.ValidationError, match="runPolicyy"):
+        validate(body)
 
 
 def pod_template(body: dict) -> dict:
