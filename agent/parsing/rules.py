@@ -221,6 +221,11 @@ def parse(text: str) -> Request:
         return _unknown(
             f"{e} is not a whole number; epochs, GPUs, nodes, batch size, trials and lines are."
         )
+    if intent == "register" and "name" not in slots and re.search(r"\b(?:as|named|called)\s+\S", t):
+        return _unknown(
+            "A model name holds letters, digits, '-', '_' and '.'; "
+            'e.g. "register it as mnist-cnn".'
+        )
     try:
         return Request(intent=intent, **slots)
     except ValidationError as e:

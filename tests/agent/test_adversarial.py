@@ -117,11 +117,18 @@ def fuzzed(count: int, seed: int = 20261122) -> list[str]:
 MESSAGES = [*HANDWRITTEN, *fuzzed(200 - len(HANDWRITTEN))]
 
 
+MUTATING = {"train", "sweep", "cancel", "register"}
+
+
 def test_there_are_200_messages_and_the_parser_never_throws_or_trains() -> None:
     assert len(MESSAGES) == 200
     for message in MESSAGES:
         request = parse(message)
         assert request.intent != "train" or request.model is None, message
+    for message in HANDWRITTEN:  # nothing here may start, stop or register anything
+        assert parse(message).intent not in MUTATING, message
+    for message in MESSAGES[len(HANDWRITTEN) + 1 :: 2]:  # word salad with a refusal in it
+        assert parse(message).intent == "unknown", message
 
 
 async def test_no_message_launches_or_breaks_the_agent(agent_home: Path) -> None:
