@@ -85,8 +85,8 @@ def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     server.server_close()
 
 
-def test_download_verifies_checksums_and_stores_the_files(mirror, tmp_path: Path) -> None:
-    url, root = mirror
+def serve_tiny_labels(url: str, root: Path) -> tuple[FileSet, bytes]:
+    """A one-file dataset on the mirror: ten labels, gzipped, with its checksum."""
     labels = encode_idx(torch.arange(10, dtype=torch.uint8), compress=True)
     (root / "labels-idx1-ubyte.gz").write_bytes(labels)
     files = FileSet(
@@ -96,6 +96,11 @@ def test_download_verifies_checksums_and_stores_the_files(mirror, tmp_path: Path
         mirrors=(url,),
         downloads=(RemoteFile("labels-idx1-ubyte.gz", hashlib.md5(labels).hexdigest()),),
     )
+    return files, labels
+
+
+def test_download_verifies_checksums_and_stores_the_files(mirror, tmp_path: Path) -> None:
+    files, labels = serve_tiny_labels(*mirror)
     storage, names = ensure_files(str(tmp_path / "data"), files, download=True, mirror=None)
     assert names == {"labels-idx1-ubyte": "labels-idx1-ubyte.gz"}
     assert torch.equal(
@@ -121,16 +126,7 @@ def test_download_with_a_bad_checksum_fails_and_leaves_nothing(mirror, tmp_path:
 
 
 def test_a_data_dir_that_cannot_hold_the_download_is_unavailable(mirror) -> None:
-    url, root = mirror
-    labels = encode_idx(torch.arange(10, dtype=torch.uint8), compress=True)
-    (root / "labels-idx1-ubyte.gz").write_bytes(labels)
-    files = FileSet(
-        dataset="tiny",
-        folders=("tiny",),
-        required=("labels-idx1-ubyte",),
-        mirrors=(url,),
-        downloads=(RemoteFile("labels-idx1-ubyte.gz", hashlib.md5(labels).hexdigest()),),
-    )
+    files, _ = serve_tiny_labels(*mirror)
     # procfs takes no new files from anyone, root included (a chmod'ed dir would not stop root).
     with pytest.raises(DatasetUnavailable, match="cannot hold the download"):
         ensure_files("/proc/trainops-data", files, download=True, mirror=None)
