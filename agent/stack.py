@@ -165,11 +165,14 @@ class LocalStack:
             retry_error_callback=lambda _: False,
         )(lambda: False if proc.poll() is not None else (_healthy(health) or None))
         if not ready:
+            exited = proc.poll()
             self.down((name,))
-            raise StackError(
-                f"{name} did not become ready at {url} within {timeout}s; see {self._log(name)}: "
-                f"{_tail(self._log(name))}"
+            what = (
+                f"exited with code {exited}"
+                if exited is not None
+                else f"did not become ready at {url} within {timeout}s"
             )
+            raise StackError(f"{name} {what}; see {self._log(name)}: {_tail(self._log(name))}")
         return ServiceState(name, running=True, url=url, pid=proc.pid, log=str(self._log(name)))
 
     def _command(self, name: ServiceName) -> tuple[list[str], int] | None:

@@ -18,6 +18,7 @@ from langchain_mcp_adapters.tools import load_mcp_tools
 from mcp import ClientSession
 
 from mcp_servers.settings import Settings
+from training.errors import one_line
 
 SERVERS = ("kubernetes", "mlflow", "prometheus")
 
@@ -114,4 +115,4 @@ class Toolbox:
 def _first_cause(error: BaseException) -> str:
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
-    return " ".join(str(error).split()) or type(error).__name__
+    return one_line(error) or type(error).__name__

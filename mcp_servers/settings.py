@@ -20,6 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from training.errors import one_line
+
 DEFAULT_HOME = Path("~/.trainops").expanduser()
 CONFIG_FILE = "config.yaml"
 RFC1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -198,7 +200,3 @@ def _check_config_keys(path: Path) -> None:
             f"{path}: unknown setting {unknown[0]!r}; "
             f"use one of {', '.join(sorted(Settings.model_fields))}"
         )
-
-
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())

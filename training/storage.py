@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import IO, Protocol
 from urllib.parse import urlparse
 
-from training.errors import ConfigError
+from training.errors import ConfigError, one_line
 
 TEMP_SUFFIX = ".partial"
 
@@ -183,10 +183,6 @@ def s3_options_from_env() -> dict[str, object]:
         options["endpoint_override"] = parsed.netloc
         options["scheme"] = parsed.scheme
     return options
-
-
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
 
 
 def _fsync_dir(path: str) -> None:

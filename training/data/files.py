@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from training.data.download import DownloadFailed, fetch_verified
-from training.errors import DatasetUnavailable
-from training.storage import Storage, one_line, open_storage
+from training.errors import DatasetUnavailable, one_line
+from training.storage import Storage, open_storage
 
 
 @dataclass(frozen=True)
