@@ -7,15 +7,9 @@ from dataclasses import dataclass
 
 from training.errors import ConfigError
 
-TRACKING_URI_SCHEMES = (
-    "http://",
-    "https://",
-    "file:",
-    "sqlite:",
-    "postgresql",
-    "mysql",
-    "databricks",
-    "/",
+# What MLflow's tracking and registry stores accept; anything without "://" is a local path.
+TRACKING_URI_SCHEMES = frozenset(
+    {"http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks", "uc"}
 )
 
 
@@ -34,7 +28,8 @@ class TelemetrySettings:
         if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
             raise ConfigError(f"TRAINOPS_METRICS_PORT={port!r} is not a port; use e.g. 9400")
         uri = env.get("MLFLOW_TRACKING_URI") or None
-        if uri is not None and not uri.startswith(TRACKING_URI_SCHEMES):
+        scheme = uri.split("://", 1)[0].split("+", 1)[0] if uri and "://" in uri else None
+        if scheme is not None and scheme not in TRACKING_URI_SCHEMES:
             raise ConfigError(
                 f"MLFLOW_TRACKING_URI={uri!r} is not a tracking server or store; "
                 "use http://HOST:PORT (or file:/path, sqlite:///path), or unset it"
