@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo   the agent trains a CNN on MNIST (bundled digits offline) and reports"
 	@echo "make test   run the test suite (installs everything it needs)"
-	@echo "make lint   ruff";  echo "make bench  throughput benchmarks"
+	@echo "make lint   ruff, import layers, mypy";  echo "make bench  throughput benchmarks"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,14 +44,18 @@ demo: $(STAMP) prometheus
 
 test: $(STAMP) prometheus
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 bench: $(STAMP) prometheus
 	$(PY) bench/train_throughput.py
 	$(PY) bench/agent_overhead.py
 
 clean:
-	rm -rf $(VENV) .trainops .pytest_cache .ruff_cache
+	rm -rf $(VENV) .trainops .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -27,7 +27,7 @@ def _fail(message: str) -> None:
 
 
 def _settings():
-    from mcp_servers.settings import SettingsError, load_settings
+    from common.settings import SettingsError, load_settings
 
     try:
         return load_settings()
@@ -112,7 +112,7 @@ def _run_agent(
     json_out: bool,
     yes: bool,
     fallback: str | None,
-    preset: dict | None = None,
+    preset=None,
     resume: bool = False,
     decision: str | None = None,
     detach: bool = False,
@@ -126,14 +126,14 @@ def _run_agent(
     from rich.console import Console
     from rich.markup import escape
 
-    from agent.display import Progress
+    from agent.display import ProgressDisplay
     from agent.runner import Agent
 
     settings = _settings()
     llm = _chat_model(settings)
     thread_id = thread or uuid.uuid4().hex[:12]
     console = Console(stderr=json_out)
-    progress = Progress(console, enabled=not json_out)
+    progress = ProgressDisplay(console, enabled=not json_out)
 
     def approve(question: dict) -> str | None:
         if decision:
@@ -293,8 +293,12 @@ def parse(
         )
 
 
-def _preset(intent: str, **slots) -> dict:
-    return {"intent": intent, **{k: v for k, v in slots.items() if v is not None}}
+def _preset(intent: str, **slots):
+    from agent.request import Request
+
+    return Request.model_validate(
+        {"intent": intent, **{k: v for k, v in slots.items() if v is not None}}
+    )
 
 
 @app.command()

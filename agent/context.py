@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.tools import Toolbox
-from mcp_servers.settings import Settings
+from common.settings import Settings
 
 
 @dataclass

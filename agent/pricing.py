@@ -2,21 +2,21 @@
 
 cost = sum over replicas of wall hours x (GPUs x $/GPU-h + vCPUs x $/vCPU-h + GiB x $/GiB-h).
 Beside it: GPU-hours, utilisation-weighted cost, idle-GPU cost = GPU cost x (1 - utilisation),
-cost per epoch.
+cost per epoch. The result is the MLflow server's CostBreakdown, the one cost model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from mcp_servers.quantities import parse_bytes
-from mcp_servers.settings import RateCard
+from common.quantities import parse_bytes
+from common.settings import RateCard
+from mcp_servers.mlflow.schemas import CostBreakdown
 
 
 @dataclass(frozen=True)
-class Resources:
-    """What a job requests, per replica."""
+class BilledResources:
+    """What a job requests per replica, which is what it is billed for."""
 
     replicas: int
     gpus: int
@@ -27,7 +27,7 @@ class Resources:
     @classmethod
     def of(
         cls, nodes: int, gpus_per_node: int, cpus: float, memory: str, gpu_type: str | None = None
-    ) -> Resources:
+    ) -> BilledResources:
         return cls(nodes, gpus_per_node, cpus, parse_bytes(memory) / 2**30, gpu_type)
 
     def hourly_usd(self, rates: RateCard) -> tuple[float, float, float]:
@@ -43,36 +43,35 @@ class Resources:
 
 
 def cost_breakdown(
-    resources: Resources,
+    resources: BilledResources,
     wall_seconds: float,
     rates: RateCard,
     *,
     gpu_utilization: float | None = None,
     epochs: int | None = None,
     rate_card: str = "default",
-) -> dict[str, Any]:
-    """The fields of the MLflow server's CostBreakdown, ready for runs_cost_log."""
+) -> CostBreakdown:
     hours = max(wall_seconds, 0.0) / 3600
     gpu_rate, cpu_rate, memory_rate = resources.hourly_usd(rates)
     gpu_cost, cpu_cost, memory_cost = gpu_rate * hours, cpu_rate * hours, memory_rate * hours
     total = gpu_cost + cpu_cost + memory_cost
-    breakdown: dict[str, Any] = {
-        "cost_usd": round(total, 8),
-        "cost_gpu_usd": round(gpu_cost, 8),
-        "cost_cpu_usd": round(cpu_cost, 8),
-        "cost_memory_usd": round(memory_cost, 8),
-        "gpu_hours": round(resources.replicas * resources.gpus * hours, 8),
-        "cpu_hours": round(resources.replicas * resources.cpus * hours, 8),
-        "wall_seconds": round(wall_seconds, 3),
-        "rate_card": rate_card,
-    }
+    breakdown = CostBreakdown(
+        cost_usd=round(total, 8),
+        cost_gpu_usd=round(gpu_cost, 8),
+        cost_cpu_usd=round(cpu_cost, 8),
+        cost_memory_usd=round(memory_cost, 8),
+        gpu_hours=round(resources.replicas * resources.gpus * hours, 8),
+        cpu_hours=round(resources.replicas * resources.cpus * hours, 8),
+        wall_seconds=round(wall_seconds, 3),
+        rate_card=rate_card,
+    )
     if epochs:
-        breakdown["cost_per_epoch_usd"] = round(total / epochs, 8)
+        breakdown.cost_per_epoch_usd = round(total / epochs, 8)
     if resources.gpus and gpu_utilization is not None:
         utilization = min(max(gpu_utilization, 0.0), 1.0)
-        breakdown["gpu_utilization"] = round(utilization, 6)
-        breakdown["idle_gpu_cost_usd"] = round(gpu_cost * (1 - utilization), 8)
-        breakdown["utilization_weighted_cost_usd"] = round(
+        breakdown.gpu_utilization = round(utilization, 6)
+        breakdown.idle_gpu_cost_usd = round(gpu_cost * (1 - utilization), 8)
+        breakdown.utilization_weighted_cost_usd = round(
             gpu_cost * utilization + cpu_cost + memory_cost, 8
         )
     return breakdown

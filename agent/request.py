@@ -6,23 +6,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Intent = Literal[
-    "train",
-    "sweep",
-    "status",
-    "logs",
-    "cost",
-    "cancel",
-    "list",
-    "compare",
-    "register",
-    "diagnose",
-    "unknown",
-]
-INTENTS: tuple[str, ...] = Intent.__args__  # type: ignore[attr-defined]
-ModelName = Literal["cnn", "mlp", "resnet18", "gpt"]
-DatasetName = Literal["mnist", "fashion-mnist", "cifar10", "digits", "synthetic"]
-Scheduler = Literal["asha", "hyperband", "median", "pbt", "fifo"]
+from common.vocabulary import (
+    DATASETS,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_GPUS_PER_NODE,
+    MAX_JOB_NAME_LENGTH,
+    MAX_LABEL_LENGTH,
+    MAX_LOG_LINES,
+    MAX_LR,
+    MAX_NODES,
+    MAX_TRIALS,
+    MODELS,
+    DatasetName,
+    Intent,
+    ModelName,
+    Scheduler,
+)
 
 
 class ParamRange(BaseModel):
@@ -45,20 +45,20 @@ class Request(BaseModel):
     intent: Intent
     model: ModelName | None = None
     dataset: DatasetName | None = None
-    epochs: int | None = Field(None, ge=1, le=10_000)
-    batch_size: int | None = Field(None, ge=1, le=1_000_000)
-    lr: float | None = Field(None, gt=0, le=10)
-    nodes: int | None = Field(None, ge=1, le=1024)
-    gpus_per_node: int | None = Field(None, ge=0, le=64)
+    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE)
+    lr: float | None = Field(None, gt=0, le=MAX_LR)
+    nodes: int | None = Field(None, ge=1, le=MAX_NODES)
+    gpus_per_node: int | None = Field(None, ge=0, le=MAX_GPUS_PER_NODE)
     gpus: int | None = Field(None, ge=0, le=100_000, description="Total GPUs asked for.")
     budget_usd: float | None = Field(None, gt=0)
-    name: str | None = Field(None, max_length=52)
-    namespace: str | None = Field(None, max_length=63)
+    name: str | None = Field(None, max_length=MAX_JOB_NAME_LENGTH)
+    namespace: str | None = Field(None, max_length=MAX_LABEL_LENGTH)
     job: str | None = Field(None, description='"latest" or a job id.')
-    lines: int | None = Field(None, ge=1, le=2000)
+    lines: int | None = Field(None, ge=1, le=MAX_LOG_LINES)
     experiment: str | None = None
     period: str | None = Field(None, description="e.g. 24h, 7d, 30d.")
-    trials: int | None = Field(None, ge=1, le=10_000)
+    trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
     max_concurrent: int | None = Field(None, ge=1, le=1000)
     scheduler: Scheduler | None = None
     metric: str | None = None
@@ -76,3 +76,4 @@ CAPABILITIES = (
     "and show a job's status, logs or cost, cancel, list or compare jobs, register a model, or "
     "diagnose a failed job."
 )
+VOCABULARY_HINT = f"models: {', '.join(MODELS)}; datasets: {', '.join(DATASETS)}"

@@ -7,18 +7,24 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import aiosqlite
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Command
 
 from agent.context import AgentContext
+from agent.events import Event
 from agent.graph import builder
+from agent.request import Request
+from agent.state import STATE_MODELS
 from agent.tools import Toolbox
-from mcp_servers.settings import Settings
+from common.settings import Settings
 
 RECURSION_LIMIT = 10_000
-EventHandler = Callable[[dict[str, Any]], None]
+EventHandler = Callable[[Event], None]
 ApprovalHandler = Callable[[dict[str, Any]], str | None]
 
 
@@ -53,8 +59,10 @@ class Agent:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.tools = await self._stack.enter_async_context(Toolbox(self.settings))
-            saver = await self._stack.enter_async_context(
-                AsyncSqliteSaver.from_conn_string(str(path))
+            connection = await self._stack.enter_async_context(aiosqlite.connect(str(path)))
+            # The state's typed values come back as the models they were, and only those.
+            saver = AsyncSqliteSaver(
+                connection, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_MODELS)
             )
         except BaseException:
             await self._stack.aclose()
@@ -65,7 +73,7 @@ class Agent:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
-    def _config(self, thread_id: str) -> dict[str, Any]:
+    def _config(self, thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
 
     def _context(self, thread_id: str) -> AgentContext:
@@ -83,7 +91,7 @@ class Agent:
         thread_id: str,
         text: str,
         *,
-        preset: dict[str, Any] | None = None,
+        preset: Request | None = None,
         approve: ApprovalHandler | None = None,
     ) -> TurnResult:
         return await self._drive(thread_id, {"text": text, "preset": preset}, approve)
@@ -108,9 +116,10 @@ class Agent:
         while True:
             pending = await self._pending_interrupt(config) if graph_input is None else None
             if pending is None:
-                async for mode, chunk in self.graph.astream(
+                async for item in self.graph.astream(
                     graph_input, config, context=context, stream_mode=["custom", "updates"]
                 ):
+                    mode, chunk = cast(tuple[str, Any], item)  # (mode, chunk) for a mode list
                     if mode == "custom":
                         self.on_event(chunk)
                     elif "__interrupt__" in chunk:
@@ -129,7 +138,7 @@ class Agent:
         values = (await self.graph.aget_state(config)).values
         return TurnResult(thread_id, values.get("answer", ""), values.get("facts", {}))
 
-    async def _pending_interrupt(self, config: dict[str, Any]) -> dict[str, Any] | None:
+    async def _pending_interrupt(self, config: RunnableConfig) -> dict[str, Any] | None:
         snapshot = await self.graph.aget_state(config)
         for task in snapshot.tasks:
             if task.interrupts:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -25,7 +24,9 @@ import psutil
 import yaml
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from mcp_servers.settings import CONFIG_FILE, Settings
+from common.files import write_atomic
+from common.net import free_port, port_free
+from common.settings import CONFIG_FILE, Settings
 
 ServiceName = Literal["mlflow", "prometheus"]
 SERVICES: tuple[ServiceName, ...] = ("mlflow", "prometheus")
@@ -137,7 +138,7 @@ class LocalStack:
         if command_and_port is None:
             return ServiceState(name, running=False, note=PROMETHEUS_INSTALL_HINT)
         command, port = command_and_port
-        if not _port_free(port):  # its health check would pass against whoever holds it
+        if not port_free(port):  # its health check would pass against whoever holds it
             raise StackError(
                 f"port {port} for {name} is in use by another process; choose another "
                 f"--{name}-port (or stack.{name}_port in config.yaml), or omit it for a free one"
@@ -178,7 +179,7 @@ class LocalStack:
     def _command(self, name: ServiceName) -> tuple[list[str], int] | None:
         stack = self.settings.stack
         if name == "mlflow":
-            port = stack.mlflow_port or _free_port()
+            port = stack.mlflow_port or free_port()
             data = self.root / "mlflow"
             data.mkdir(parents=True, exist_ok=True)
             mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
@@ -200,7 +201,7 @@ class LocalStack:
         binary = shutil.which(wanted) or shutil.which(wanted, path=str(Path(sys.executable).parent))
         if binary is None:
             return None
-        port = stack.prometheus_port or _free_port()
+        port = stack.prometheus_port or free_port()
         data = self.root / "prometheus"
         data.mkdir(parents=True, exist_ok=True)
         config = data / "prometheus.yml"
@@ -292,9 +293,7 @@ class LocalStack:
 
     def _write_config(self, config: dict) -> None:
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.config_path.with_suffix(".tmp")
-        temp.write_text(yaml.safe_dump(config, sort_keys=True))
-        os.replace(temp, self.config_path)
+        write_atomic(self.config_path, yaml.safe_dump(config, sort_keys=True))
 
 
 def _healthy(url: str) -> bool:
@@ -303,23 +302,6 @@ def _healthy(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        # SO_REUSEADDR: closed connections in TIME_WAIT don't count, a listener does.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -2,7 +2,8 @@
 
 langchain-mcp-adapters opens a session (spawning a stdio server) per call by default; here each
 server's session is opened once per agent run and reused by every node, so a tool call costs a
-round trip, not a process start.
+round trip, not a process start. Every result is validated here into the model its server
+publishes, and every error arrives as a ToolCallError with the server's error kind.
 """
 
 from __future__ import annotations
@@ -10,26 +11,33 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.tools import load_mcp_tools
 from mcp import ClientSession
+from mcp.types import CallToolResult, TextContent
+from pydantic import BaseModel, ValidationError
 
-from mcp_servers.settings import Settings
-from training.errors import one_line
+from common.errors import ERROR_KIND_META, ErrorKind, one_line
+from common.settings import Settings
+from common.validation import validation_error_line
+from mcp_servers.toolref import SERVERS, ServerName, ToolRef
 
-SERVERS = ("kubernetes", "mlflow", "prometheus")
+R = TypeVar("R", bound=BaseModel)
 
 
 class ToolCallError(RuntimeError):
-    """A tool answered with an error (bad arguments, an unreachable backend, ...)."""
+    """A tool answered with an error: its kind (what nodes route on) and its message (what a
+    person reads)."""
 
-    def __init__(self, server: str, tool: str, message: str) -> None:
+    def __init__(self, tool: ToolRef[Any], kind: ErrorKind, message: str) -> None:
         super().__init__(message)
-        self.server = server
-        self.tool = tool
+        self.server = tool.server
+        self.tool = tool.name
+        self.kind = kind
+        self.message = message
 
 
 class ServerUnavailable(RuntimeError):
@@ -68,9 +76,9 @@ class Toolbox:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._client = MultiServerMCPClient(connections(settings))
+        self._client = MultiServerMCPClient(connections(settings))  # type: ignore[arg-type]
         self._stack = contextlib.AsyncExitStack()
-        self.sessions: dict[str, ClientSession] = {}
+        self.sessions: dict[ServerName, ClientSession] = {}
 
     async def __aenter__(self) -> Toolbox:
         for name in SERVERS:
@@ -93,16 +101,26 @@ class Toolbox:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
-    async def call(self, server: str, tool: str, **arguments: Any) -> dict[str, Any]:
-        """A tool's structured result; a ToolCallError carrying the tool's one-line message."""
-        arguments = {k: v for k, v in arguments.items() if v is not None}
-        result = await self.sessions[server].call_tool(tool, arguments)
+    async def call(self, tool: ToolRef[R], **arguments: Any) -> R:
+        """The tool's result as the model its server publishes; a ToolCallError with the kind."""
+        sent = {
+            k: v.model_dump(mode="json", exclude_unset=True) if isinstance(v, BaseModel) else v
+            for k, v in arguments.items()
+            if v is not None
+        }
+        result = await self.sessions[tool.server].call_tool(tool.name, sent)
         if result.isError:
-            text = " ".join(getattr(block, "text", "") for block in result.content).strip()
-            raise ToolCallError(server, tool, text or f"{tool} failed")
-        return result.structuredContent or {}
+            raise tool_error(tool, result)
+        try:
+            return tool.result.model_validate(result.structuredContent or {})
+        except ValidationError as e:
+            raise ToolCallError(
+                tool,
+                ErrorKind.INTERNAL,
+                f"{tool.name} answered outside its published schema: {validation_error_line(e)}",
+            ) from None
 
-    async def read_only_tools(self, servers: tuple[str, ...] = SERVERS) -> list[BaseTool]:
+    async def read_only_tools(self, servers: tuple[ServerName, ...] = SERVERS) -> list[BaseTool]:
         """LangChain tools for the tools that change nothing (for an LLM sub-agent)."""
         tools: list[BaseTool] = []
         for name in servers:
@@ -110,6 +128,16 @@ class Toolbox:
                 if (tool.metadata or {}).get("readOnlyHint"):
                     tools.append(tool)
         return tools
+
+
+def tool_error(tool: ToolRef[Any], result: CallToolResult) -> ToolCallError:
+    """The error a tool answered with: its kind from the result's _meta (a server that gives
+    none failed in a way it did not classify: internal), its message from the text."""
+    declared = (result.meta or {}).get(ERROR_KIND_META)
+    kind = ErrorKind(declared) if declared in set(ErrorKind) else ErrorKind.INTERNAL
+    text = " ".join(b.text for b in result.content if isinstance(b, TextContent)).strip()
+    message = text.removeprefix(f"{kind.value}: ") or f"{tool.name} failed"
+    return ToolCallError(tool, kind, message)
 
 
 def _first_cause(error: BaseException) -> str:

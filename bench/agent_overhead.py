@@ -23,7 +23,8 @@ from pathlib import Path
 
 from agent.stack import LocalStack
 from agent.tools import Toolbox
-from mcp_servers.settings import Settings, load_settings
+from common.settings import Settings, load_settings
+from mcp_servers.kubernetes.schemas import TRAINING_JOBS_LIST
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,11 +39,11 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 
 async def warm_call_ms(settings: Settings, calls: int) -> float:
     async with Toolbox(settings) as tools:
-        await tools.call("kubernetes", "training_jobs_list", limit=5)
+        await tools.call(TRAINING_JOBS_LIST, limit=5)
         samples = []
         for _ in range(calls):
             started = time.perf_counter()
-            await tools.call("kubernetes", "training_jobs_list", limit=5)
+            await tools.call(TRAINING_JOBS_LIST, limit=5)
             samples.append((time.perf_counter() - started) * 1000)
     return statistics.median(samples)
 

@@ -26,7 +26,7 @@ from mlflow.entities import Metric, Param, RunTag
 from rich.progress import track
 
 from agent.stack import LocalStack
-from mcp_servers.settings import Settings
+from common.settings import Settings
 
 
 def populate(client: MlflowClient, runs: int) -> str:

@@ -6,13 +6,22 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
-from agent.request import Request
+from common.vocabulary import INTENTS
 
 CASES_DIR = Path(__file__).parent / "nl"
+
+
+class Parsed(Protocol):
+    """What a parser gives for a message: the agent's Request has this shape."""
+
+    @property
+    def intent(self) -> str: ...
+
+    def slots(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ def load_cases(directory: Path = CASES_DIR) -> list[Case]:
     cases = []
     for path in sorted(directory.glob("*.yaml")):
         for entry in yaml.safe_load(path.read_text()) or []:
+            if entry.get("intent") not in INTENTS:
+                raise ValueError(f"{path.name}: {entry.get('text')!r} expects an unknown intent")
             cases.append(
                 Case(
                     text=str(entry["text"]),
@@ -64,7 +75,7 @@ def load_cases(directory: Path = CASES_DIR) -> list[Case]:
     return cases
 
 
-def run_suite(parse: Callable[[str], Request], cases: list[Case] | None = None) -> SuiteResult:
+def run_suite(parse: Callable[[str], Parsed], cases: list[Case] | None = None) -> SuiteResult:
     result = SuiteResult()
     for case in cases if cases is not None else load_cases():
         got = parse(case.text)

@@ -8,9 +8,9 @@ import psutil
 import pytest
 
 from agent.stack import LocalStack
+from common.settings import Settings, StackSettings
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
 from mcp_servers.kubernetes.local.store import JobStore
-from mcp_servers.settings import Settings, StackSettings
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from typing import Any
 import psutil
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from common.net import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -34,12 +36,6 @@ def train_args(model: str, dataset: str, **flags: object) -> list[str]:
         elif value is not False and value is not None:
             args += [flag, str(value)]
     return args
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_port_pair() -> int:

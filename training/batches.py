@@ -55,8 +55,8 @@ class DeviceSplit:
         if self.resident:
             return self.inputs.index_select(0, index), self.targets.index_select(0, index)
         slot, self._slot = self._slot, self._slot ^ 1
-        if self._copied[slot] is not None:
-            self._copied[slot].synchronize()  # the copy issued two batches ago is done
+        if (copied := self._copied[slot]) is not None:
+            copied.synchronize()  # the copy issued two batches ago is done
         n = index.numel()
         x_host, y_host = (buf[:n] for buf in self._buffers[slot])
         torch.index_select(self.inputs, 0, index, out=x_host)

@@ -9,17 +9,23 @@ import sys
 from dataclasses import dataclass
 from typing import Literal, NoReturn, get_args
 
+from common.vocabulary import (
+    DATASETS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_LR,
+    MODELS,
+    DatasetName,
+    ModelName,
+    model_dataset_mismatch,
+)
 from training.errors import ConfigError
 
-ModelName = Literal["cnn", "mlp", "resnet18", "gpt"]
-DatasetName = Literal["mnist", "fashion-mnist", "cifar10", "digits", "synthetic"]
 Precision = Literal["auto", "bf16", "fp32"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
-
-MODELS: tuple[str, ...] = get_args(ModelName)
-DATASETS: tuple[str, ...] = get_args(DatasetName)
-TOKEN_MODELS = frozenset({"gpt"})
-TOKEN_DATASETS = frozenset({"synthetic"})
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -29,9 +35,9 @@ class TrainConfig:
     model: ModelName
     dataset: DatasetName
     epochs: int
-    batch_size: int = 256
+    batch_size: int = DEFAULT_BATCH_SIZE
     """Global batch size, split evenly over ranks."""
-    lr: float = 2e-3
+    lr: float = DEFAULT_LR
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     data_dir: str = "data"
@@ -77,6 +83,8 @@ class TrainConfig:
         _positive("--checkpoint-every", self.checkpoint_every)
         _positive("--keep-checkpoints", self.keep_checkpoints)
         _positive("--log-every", self.log_every)
+        _at_most("--epochs", self.epochs, MAX_EPOCHS)
+        _at_most("--batch-size", self.batch_size, MAX_BATCH_SIZE)
         _positive("--synthetic-samples", self.synthetic_samples)
         _positive("--seq-len", self.seq_len)
         if self.synthetic_samples > MAX_SYNTHETIC_SAMPLES:
@@ -86,8 +94,10 @@ class TrainConfig:
             )
         if self.seq_len > MAX_SEQ_LEN:
             raise ConfigError(f"--seq-len {self.seq_len} is too long; use at most {MAX_SEQ_LEN}")
-        if not self.lr > 0 or self.lr > 10:
-            raise ConfigError(f"--lr {self.lr} is out of range; use a value in (0, 10], e.g. 1e-3")
+        if not self.lr > 0 or self.lr > MAX_LR:
+            raise ConfigError(
+                f"--lr {self.lr} is out of range; use a value in (0, {MAX_LR:g}], e.g. 1e-3"
+            )
         if not 0 <= self.weight_decay < 1:
             raise ConfigError(f"--weight-decay {self.weight_decay} must be in [0, 1)")
         if not 0 <= self.warmup_fraction < 1:
@@ -121,12 +131,14 @@ def _positive(flag: str, value: int) -> None:
         raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
 
 
+def _at_most(flag: str, value: int, limit: int) -> None:
+    if value > limit:
+        raise ConfigError(f"{flag} {value} is more than {limit}; use at most {limit}")
+
+
 def _check_model_fits_dataset(model: str, dataset: str) -> None:
-    if model in TOKEN_MODELS and dataset not in TOKEN_DATASETS:
-        raise ConfigError(
-            f"--model {model} trains on token data and {dataset} is images; "
-            f"use --dataset {' or '.join(sorted(TOKEN_DATASETS))}"
-        )
+    if problem := model_dataset_mismatch(model, dataset):
+        raise ConfigError(f"--model {problem}")
 
 
 def _check_location(flag: str, location: str) -> None:
@@ -170,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--model", required=True, choices=MODELS)
     add("--dataset", required=True, choices=DATASETS)
-    add("--epochs", type=int, default=3)
+    add("--epochs", type=int, default=DEFAULT_EPOCHS)
     add("--batch-size", type=int, default=TrainConfig.batch_size, help="global batch size")
     add("--lr", type=float, default=TrainConfig.lr)
     add("--weight-decay", type=float, default=TrainConfig.weight_decay)

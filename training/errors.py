@@ -7,8 +7,3 @@ class ConfigError(ValueError):
 
 class DatasetUnavailable(ConfigError):
     """The requested dataset cannot be had here (missing files, no network, bad checksum)."""
-
-
-def one_line(error: BaseException) -> str:
-    """An exception's message on one line (library errors often span several)."""
-    return " ".join(str(error).split())

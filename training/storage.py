@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import IO, Protocol
 from urllib.parse import urlparse
 
-from training.errors import ConfigError, one_line
+from common.errors import one_line
+from training.errors import ConfigError
 
 TEMP_SUFFIX = ".partial"
 
@@ -24,7 +25,7 @@ class Storage(Protocol):
     def exists(self, name: str) -> bool: ...
     def read_bytes(self, name: str) -> bytes: ...
     def list(self) -> list[str]: ...
-    def write_atomic(self, name: str, write: Callable[[IO[bytes]], None]) -> str: ...
+    def write_atomic(self, name: str, write: Callable[[IO[bytes]], object]) -> str: ...
     def delete(self, name: str) -> None: ...
     def describe(self, name: str) -> str: ...
     def check_writable(self, flag: str) -> None: ...
@@ -80,7 +81,7 @@ class LocalStorage:
         except FileNotFoundError:
             return []
 
-    def write_atomic(self, name: str, write: Callable[[IO[bytes]], None]) -> str:
+    def write_atomic(self, name: str, write: Callable[[IO[bytes]], object]) -> str:
         os.makedirs(self.root, exist_ok=True)
         final = self._path(name)
         fd, temp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=TEMP_SUFFIX)
@@ -157,7 +158,7 @@ class S3Storage:
                 "AWS_ENDPOINT_URL and the AWS credentials in the environment"
             ) from None
 
-    def write_atomic(self, name: str, write: Callable[[IO[bytes]], None]) -> str:
+    def write_atomic(self, name: str, write: Callable[[IO[bytes]], object]) -> str:
         import io
 
         buffer = io.BytesIO()

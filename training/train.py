@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from common.telemetry import MlflowTag
+from common.vocabulary import batch_split_problem
 from training.config import TrainConfig, parse_config
 from training.data import LoadedDataset, load_dataset
 from training.distributed import (
@@ -74,11 +76,8 @@ def prepare(cfg: TrainConfig, env: DistEnv) -> Job:
     """Every check that needs no process group: settings, device, data, batch size."""
     started = time.time()
     settings = TelemetrySettings.from_environ()
-    if cfg.batch_size % env.world_size:
-        raise ConfigError(
-            f"--batch-size {cfg.batch_size} does not split over {env.world_size} ranks; "
-            f"use a multiple of {env.world_size}"
-        )
+    if problem := batch_split_problem("--batch-size", cfg.batch_size, env.world_size):
+        raise ConfigError(problem)
     device = resolve_device(cfg.device, env)
     if cfg.checkpoint_dir:
         open_storage(cfg.checkpoint_dir).check_writable("--checkpoint-dir")
@@ -94,12 +93,12 @@ def prepare(cfg: TrainConfig, env: DistEnv) -> Job:
 
 def run(job: Job) -> int:
     from training.checkpoint import CheckpointManager
-    from training.telemetry.progress import Progress
+    from training.telemetry.progress import ProgressWriter
     from training.telemetry.prometheus import build_exporter
     from training.trainer import Telemetry, Trainer
 
     cfg, env = job.cfg, job.env
-    progress = Progress(enabled=env.is_main)
+    progress = ProgressWriter(enabled=env.is_main)
     warnings: list[str] = []
     if job.data.fallback_reason is not None:
         notice = (
@@ -134,12 +133,19 @@ def run(job: Job) -> int:
         resumed_from = trainer.restore()
         if sink is not None:
             sink.open(cfg.to_params(), _run_tags(job, trainer.precision))
-        progress.emit("start", **_start_fields(job, trainer))
-        if resumed_from is not None:
+        progress.emit(
+            "start",
+            epochs=cfg.epochs,
+            mlflow_run_id=trainer.mlflow_run_id,
+            **_start_fields(job, trainer),
+        )
+        if resumed_from is not None and checkpoints is not None:
             progress.emit(
                 "resumed",
-                from_epoch=resumed_from,
+                epoch=resumed_from,
+                epochs=cfg.epochs,
                 step=trainer.step,
+                from_epoch=resumed_from,
                 checkpoint=checkpoints.describe(resumed_from),
             )
         result = trainer.train()
@@ -160,6 +166,10 @@ def run(job: Job) -> int:
         )
     progress.emit(
         "done",
+        epoch=result["epochs"],
+        epochs=cfg.epochs,
+        step=result["steps"],
+        metrics=result["metrics"],
         mlflow_run_id=sink.run_id if sink else None,
         dataset_used=job.data.used,
         dataset_requested=job.data.requested,
@@ -167,7 +177,9 @@ def run(job: Job) -> int:
         duration_s=round(time.time() - job.started, 3),
         checkpoint_dir=cfg.checkpoint_dir,
         warnings=warnings,
-        **result,
+        weights_fingerprints=result["weights_fingerprints"],
+        weights_in_sync=result["weights_in_sync"],
+        cuda_graph=result["cuda_graph"],
     )
     return 0
 
@@ -186,7 +198,6 @@ def _start_fields(job: Job, trainer: Any) -> dict[str, Any]:
         "val_samples": len(job.data.dataset.val),
         "steps_per_epoch": trainer.steps_per_epoch,
         "data_on_device": trainer.train_data.resident,
-        "mlflow_run_id": trainer.mlflow_run_id,
     }
 
 
@@ -209,18 +220,18 @@ def _mlflow_sink(job: Job, checkpoints: Any) -> Any:
 
 def _run_tags(job: Job, precision: str) -> dict[str, str]:
     tags = {
-        "trainops.job_id": job.job_id,
-        "trainops.world_size": str(job.env.world_size),
-        "trainops.device": job.device_name,
-        "trainops.backend": job.backend,
-        "trainops.precision": precision,
-        "trainops.restarts": str(job.env.restart_count),
-        "dataset.requested": job.data.requested,
-        "dataset.used": job.data.used,
-        "model": job.cfg.model,
+        MlflowTag.JOB_ID: job.job_id,
+        MlflowTag.WORLD_SIZE: str(job.env.world_size),
+        MlflowTag.DEVICE: job.device_name,
+        MlflowTag.BACKEND: job.backend,
+        MlflowTag.PRECISION: precision,
+        MlflowTag.RESTARTS: str(job.env.restart_count),
+        MlflowTag.DATASET_REQUESTED: job.data.requested,
+        MlflowTag.DATASET_USED: job.data.used,
+        MlflowTag.MODEL: job.cfg.model,
     }
     if job.data.fallback_reason is not None:
-        tags["dataset.fallback_reason"] = job.data.fallback_reason[:5000]
+        tags[MlflowTag.DATASET_FALLBACK_REASON] = job.data.fallback_reason[:5000]
     return tags
 
 

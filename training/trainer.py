@@ -32,7 +32,7 @@ from training.errors import ConfigError
 from training.models import CONVNETS, build_model
 from training.step_graph import WARMUP_STEPS, StepGraph, side_stream
 from training.telemetry.mlflow_sink import MlflowSink
-from training.telemetry.progress import Progress
+from training.telemetry.progress import ProgressWriter
 from training.telemetry.prometheus import NullExporter, PrometheusExporter
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Telemetry:
-    progress: Progress
+    progress: ProgressWriter
     exporter: PrometheusExporter | NullExporter
     mlflow: MlflowSink | None = None
 
@@ -64,7 +64,7 @@ class Trainer:
     ) -> None:
         if device.type == "cuda":
             torch.backends.cuda.matmul.fp32_precision = "tf32"
-            torch.backends.cudnn.conv.fp32_precision = "tf32"
+            torch.backends.cudnn.conv.fp32_precision = "tf32"  # type: ignore[attr-defined]
             torch.backends.cudnn.benchmark = True
         self.cfg = cfg
         self.env = env
@@ -86,7 +86,7 @@ class Trainer:
             activation_checkpointing=cfg.activation_checkpointing,
         ).to(device)
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
         wrapped: nn.Module = model
         if env.distributed:
@@ -94,7 +94,8 @@ class Trainer:
             wrapped = DistributedDataParallel(
                 model, device_ids=device_ids, gradient_as_bucket_view=True
             )
-        self.forward = torch.compile(wrapped) if cfg.compile else wrapped
+        # torch.compile of a module is a module (OptimizedModule); its stubs say Callable.
+        self.forward: nn.Module = torch.compile(wrapped) if cfg.compile else wrapped  # type: ignore[assignment]
         resident = fits_on_device(dataset.nbytes, device)
         # One process with the data on the GPU: the whole step can be one CUDA graph. DDP's NCCL
         # all-reduce can be captured too, but only with more than one GPU to prove it on.
@@ -218,7 +219,7 @@ class Trainer:
                 "train_loss": train_loss,
                 **self.evaluate("val"),
                 "samples_per_sec": self.steps_per_epoch * self.cfg.batch_size / train_seconds,
-                "lr": self.scheduler.get_last_lr()[0],
+                "lr": float(self.scheduler.get_last_lr()[0]),
             }
             self.epoch = epoch
             checkpoint = self._maybe_checkpoint(epoch)
@@ -233,7 +234,7 @@ class Trainer:
                 epoch=epoch,
                 epochs=self.cfg.epochs,
                 step=self.step,
-                **{k: round(v, 6) for k, v in metrics.items()},
+                metrics={k: round(v, 6) for k, v in metrics.items()},
                 checkpoint=checkpoint,
             )
         return self.finish()
@@ -255,7 +256,7 @@ class Trainer:
             losses[i] = self.train_step(index[i])
             self.step += 1
             now = time.perf_counter()
-            exporter.on_step(self.local_batch, now - last, self.scheduler.get_last_lr()[0])
+            exporter.on_step(self.local_batch, now - last, float(self.scheduler.get_last_lr()[0]))
             last = now
             if self.step % self.cfg.log_every == 0:
                 recent = self._loss_probe.poll()
@@ -320,7 +321,9 @@ class Trainer:
             if test:
                 sink.log_metrics(test, step=self.epoch)
             example = self.dataset.val.inputs[:2]
-            cpu_model = copy.deepcopy(self.model).to("cpu", memory_format=torch.contiguous_format)
+            cpu_model = copy.deepcopy(self.model).to(  # type: ignore[call-overload]
+                "cpu", memory_format=torch.contiguous_format
+            )
             sink.log_model(_ExportWrapper(cpu_model.eval(), self.dataset), example)
         return {
             "epochs": self.epoch,
@@ -428,6 +431,8 @@ class _ExportWrapper(nn.Module):
         if self.classify:
             channels = len(dataset.mean)
             std = torch.tensor(dataset.std).view(1, channels, 1, 1)
+            self.scale: torch.Tensor
+            self.shift: torch.Tensor
             self.register_buffer("scale", 1.0 / (255.0 * std))
             self.register_buffer("shift", -torch.tensor(dataset.mean).view(1, channels, 1, 1) / std)
 

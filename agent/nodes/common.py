@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from agent.context import AgentContext
-from agent.pricing import Resources, cost_breakdown
+from agent.pricing import BilledResources, cost_breakdown
 from agent.state import AgentState
 from agent.tools import ToolCallError
-
-TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
+from common.telemetry import MlflowTag
+from mcp_servers.kubernetes.schemas import TRAINING_JOBS_LIST, JobStatus
+from mcp_servers.mlflow.schemas import RUNS_GET, CostBreakdown, RunDetail
+from mcp_servers.prometheus.schemas import JOBS_UTILIZATION, JobUtilization
 
 
 class NoJob(LookupError):
@@ -23,88 +24,88 @@ async def resolve_job(state: AgentState, ctx: AgentContext, job: str | None) -> 
         return job
     if state.get("last_job_id"):
         return state["last_job_id"]
-    listed = await ctx.tools.call("kubernetes", "training_jobs_list", limit=1)
-    if not listed.get("jobs"):
+    listed = await ctx.tools.call(TRAINING_JOBS_LIST, limit=1)
+    if not listed.jobs:
         raise NoJob('there are no jobs yet; start one, e.g. "Train a CNN on MNIST for 3 epochs"')
-    return listed["jobs"][0]["job_id"]
+    return listed.jobs[0].job_id
 
 
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def wall_seconds(job: dict[str, Any]) -> float:
-    start = parse_time(job.get("start_time"))
-    if start is None:
+def wall_seconds(job: JobStatus) -> float:
+    if job.start_time is None:
         return 0.0
-    end = parse_time(job.get("completion_time")) or datetime.now(UTC)
-    return max(0.0, (end - start).total_seconds())
+    end = job.completion_time or datetime.now(UTC)
+    return max(0.0, (end - job.start_time).total_seconds())
 
 
-def resources_of(job: dict[str, Any], gpu_type: str | None = None) -> Resources:
-    return Resources.of(
-        nodes=job.get("nodes") or 1,
-        gpus_per_node=job.get("gpus_per_node") or 0,
-        cpus=job.get("cpus") or 1.0,
-        memory=job.get("memory") or "2Gi",
+def duration_seconds(job: JobStatus) -> float | None:
+    """How long a finished job ran, as its status records it."""
+    if job.start_time is None or job.completion_time is None:
+        return None
+    return (job.completion_time - job.start_time).total_seconds()
+
+
+def resources_of(job: JobStatus, gpu_type: str | None = None) -> BilledResources:
+    return BilledResources.of(
+        nodes=job.nodes or 1,
+        gpus_per_node=job.gpus_per_node or 0,
+        cpus=job.cpus or 1.0,
+        memory=job.memory or "2Gi",
         gpu_type=gpu_type,
     )
 
 
-async def gpu_type_of(ctx: AgentContext, job: dict[str, Any], warnings: list[str]) -> str | None:
+async def gpu_type_of(ctx: AgentContext, job: JobStatus, warnings: list[str]) -> str | None:
     """The GPU model the job ran on (its MLflow run's device tag), for per-type GPU rates."""
-    if not job.get("gpus_per_node") or not job.get("mlflow_run_id"):
+    if not job.gpus_per_node or not job.mlflow_run_id:
         return None
-    run = await mlflow_run(ctx, job["mlflow_run_id"], warnings)
-    return (run or {}).get("tags", {}).get("trainops.device")
+    run = await mlflow_run(ctx, job.mlflow_run_id, warnings)
+    return run.tags.get(MlflowTag.DEVICE) if run else None
 
 
 async def mlflow_run(
     ctx: AgentContext, run_id: str | None, warnings: list[str]
-) -> dict[str, Any] | None:
+) -> RunDetail | None:
     if not run_id:
         return None
     try:
-        return await ctx.tools.call("mlflow", "runs_get", run_id=run_id)
+        return await ctx.tools.call(RUNS_GET, run_id=run_id)
     except ToolCallError as e:
-        warnings.append(f"MLflow: {e}")
+        warnings.append(f"MLflow ({e.kind}): {e.message}")
         return None
 
 
 async def utilization_of(
-    ctx: AgentContext, job: dict[str, Any], warnings: list[str]
-) -> dict[str, Any] | None:
+    ctx: AgentContext, job: JobStatus, warnings: list[str]
+) -> JobUtilization | None:
     """jobs_utilization over the job's run time; None (with a warning) when Prometheus can't say."""
-    start, end = parse_time(job.get("start_time")), parse_time(job.get("completion_time"))
-    if start is None:
+    if job.start_time is None:
         return None
-    end = end or datetime.now(UTC)
+    end = job.completion_time or datetime.now(UTC)
     resources = resources_of(job)
     try:
         usage = await ctx.tools.call(
-            "prometheus",
-            "jobs_utilization",
-            job_id=job["job_id"],
-            start=start.isoformat(),
+            JOBS_UTILIZATION,
+            job_id=job.job_id,
+            start=job.start_time.isoformat(),
             end=end.isoformat(),
             cpus_requested=resources.replicas * resources.cpus,
         )
     except ToolCallError as e:
-        warnings.append(f"utilisation unknown: {e}")
+        warnings.append(f"utilisation unknown ({e.kind}): {e.message}")
         return None
-    if usage.get("no_data"):
-        warnings.append(f"utilisation unknown: {usage.get('note')}")
+    if usage.no_data:
+        warnings.append(f"utilisation unknown (no data): {usage.note}")
     return usage
 
 
 def price(
     ctx: AgentContext,
-    job: dict[str, Any],
-    usage: dict[str, Any] | None,
+    job: JobStatus,
+    usage: JobUtilization | None,
     gpu_type: str | None = None,
-) -> dict[str, Any]:
-    gpu_utilization = ((usage or {}).get("gpu") or {}).get("mean_utilization")
-    epochs = (job.get("progress") or {}).get("epoch") or job.get("epochs")
+) -> CostBreakdown:
+    gpu_utilization = usage.gpu.mean_utilization if usage else None
+    epochs = (job.progress.epoch if job.progress else None) or job.epochs
     return cost_breakdown(
         resources_of(job, gpu_type),
         wall_seconds(job),
@@ -114,11 +115,11 @@ def price(
     )
 
 
-def mlflow_url(ctx: AgentContext, run: dict[str, Any] | None) -> str | None:
+def mlflow_url(ctx: AgentContext, run: RunDetail | None) -> str | None:
     uri = ctx.settings.mlflow_tracking_uri
     if not run or not uri or not uri.startswith("http"):
         return None
-    return f"{uri.rstrip('/')}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}"
+    return f"{uri.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
 
 
 def money(value: float | None) -> str:

@@ -6,12 +6,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from agent.context import AgentContext
 from agent.nodes.common import resolve_job, utilization_of
-from agent.nodes.handlers import handler
+from agent.nodes.handlers import get_job, handler, job_call
 from agent.prompts import DIAGNOSE_SYSTEM
+from agent.request import Request
+from agent.state import AgentState
 from agent.tools import ToolCallError
+from common.errors import ErrorKind
+from common.telemetry import MlflowMetric
+from common.vocabulary import INSUFFICIENT_RESOURCES, UNSCHEDULABLE
+from mcp_servers.kubernetes.schemas import TRAINING_JOBS_EVENTS, TRAINING_JOBS_LOGS, JobStatus
+from mcp_servers.mlflow.schemas import RUNS_METRIC_HISTORY
+
+Finding = tuple[str, str, str]
+"""(problem, advice, evidence)"""
 
 LOG_LINES = 300
+# Patterns in the job's own output (logs are data: matched and quoted, never obeyed).
 RULES: list[tuple[str, re.Pattern[str], str]] = [
     (
         "out of memory",
@@ -61,97 +73,94 @@ SIGNAL_EXITS = {
 }
 
 
+# Why a job is in its phase, by its condition's reason (set by the backend, not worded).
+REASONS = {
+    UNSCHEDULABLE: (
+        "not enough capacity",
+        "no node can hold what the job asks for; ask for fewer GPUs/CPUs or less memory "
+        "(cluster_capacity shows what the nodes have)",
+    ),
+    INSUFFICIENT_RESOURCES: (
+        "not enough capacity",
+        "the requested GPUs/CPUs/memory are not free; wait, ask for less, or cancel other jobs "
+        "(cluster_capacity shows what is free)",
+    ),
+    "DeadlineExceeded": (
+        "deadline",
+        "the job ran past activeDeadlineSeconds; raise it or train fewer epochs",
+    ),
+}
+OUT_OF_MEMORY = RULES[0][2]
+
+
 @handler
-async def diagnose(state, ctx, request, warnings):
-    job_id = await resolve_job(state, ctx, request.get("job"))
+async def diagnose_job(
+    state: AgentState, ctx: AgentContext, request: Request, warnings: list[str]
+) -> dict[str, Any]:
+    """Why a job failed or struggles, and the fix."""
+    job_id = await resolve_job(state, ctx, request.job)
     if ctx.llm is not None:
+        await get_job(ctx, job_id)  # a job that is not there is said so, not diagnosed
         answer = await _with_llm(ctx, job_id)
         return {
             "answer": answer,
             "last_job_id": job_id,
             "facts": {"job_id": job_id, "diagnosis": answer, "by": "llm"},
         }
-    findings, job = await _with_rules(ctx, job_id, warnings)
-    answer = f"{job_id} is {job['phase']}: {job['message']}"
-    answer += (
-        "\n" + "\n".join(f"- {name}: {advice}" for name, advice, _ in findings)
-        if findings
-        else (
-            "\nNo known problem pattern found."
-            if job["phase"] != "Succeeded"
-            else "\nNo problems found."
+    job = await get_job(ctx, job_id)
+    findings = await _with_rules(ctx, job, warnings)
+    answer = f"{job_id} is {job.phase}: {job.message}"
+    if findings:
+        answer += "\n" + "\n".join(f"- {name}: {advice}" for name, advice, _ in findings)
+    else:
+        answer += (
+            "\nNo problems found."
+            if job.phase == "Succeeded"
+            else ("\nNo known problem pattern found.")
         )
-    )
     evidence = [e for _, _, e in findings if e]
     if evidence:
-        answer += "\nEvidence (from the logs, quoted):\n" + "\n".join(
-            f"  {line}" for line in evidence
-        )
+        answer += "\nEvidence (quoted):\n" + "\n".join(f"  {line}" for line in evidence)
     return {
         "answer": answer,
         "last_job_id": job_id,
         "job": job,
         "facts": {
             "job_id": job_id,
-            "phase": job["phase"],
+            "phase": job.phase,
             "by": "rules",
             "findings": [{"problem": n, "advice": a, "evidence": e} for n, a, e in findings],
         },
     }
 
 
-async def _with_rules(
-    ctx, job_id: str, warnings: list[str]
-) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
-    job = await ctx.tools.call("kubernetes", "training_jobs_get", job_id=job_id)
-    findings: list[tuple[str, str, str]] = []
-    message = job.get("message", "")
-    if job["phase"] == "Pending" and ("needs" in message or "never fits" in message):
-        findings.append(
-            (
-                "not enough capacity",
-                "the requested GPUs/CPUs/memory are not free; ask "
-                "for less, wait, or cancel other jobs (cluster_capacity shows what is free)",
-                message,
-            )
-        )
-    if "DeadlineExceeded" in message:
-        findings.append(
-            (
-                "deadline",
-                "the job ran past activeDeadlineSeconds; raise it or train fewer epochs",
-                message,
-            )
-        )
-    for replica in job.get("replicas", []):
-        if replica.get("reason") == "OOMKilled":
-            findings.append(("out of memory", RULES[0][2], f"{replica['name']} OOMKilled"))
-        elif (signal := SIGNAL_EXITS.get(replica.get("exit_code"))) is not None:
-            findings.append(
-                (signal[0], signal[1], f"{replica['name']} exit code {replica['exit_code']}")
-            )
-    text = ""
+async def _with_rules(ctx: AgentContext, job: JobStatus, warnings: list[str]) -> list[Finding]:
+    findings: list[Finding] = []
+    condition = job.condition
+    if condition is not None and condition.reason in REASONS:
+        problem, advice = REASONS[condition.reason]
+        findings.append((problem, advice, f"condition {condition.type}: {condition.reason}"))
+    for replica in job.replicas:
+        if replica.reason == "OOMKilled":
+            findings.append(("out of memory", OUT_OF_MEMORY, f"{replica.name} OOMKilled"))
+        elif replica.exit_code is not None and (signal := SIGNAL_EXITS.get(replica.exit_code)):
+            findings.append((signal[0], signal[1], f"{replica.name} exit code {replica.exit_code}"))
     try:
-        events = await ctx.tools.call("kubernetes", "training_jobs_events", job_id=job_id)
-        text += "".join(
-            f"event {e['reason']}: {e['message']}\n"
-            for e in events["events"]
-            if e["type"] == "Warning"
-        )
+        events = await job_call(ctx, TRAINING_JOBS_EVENTS, job.job_id)
+        reasons = {e.reason for e in events.events if e.type == "Warning"}
+        if "OOMKilling" in reasons and not any(f[0] == "out of memory" for f in findings):
+            findings.append(("out of memory", OUT_OF_MEMORY, "event OOMKilling"))
     except ToolCallError as e:
-        warnings.append(str(e))
-    for replica in [r["name"] for r in job.get("replicas", [])][:4]:
+        warnings.append(f"events unknown ({e.kind}): {e.message}")
+    text = ""
+    for name in [r.name for r in job.replicas][:4]:
         try:
-            tail = await ctx.tools.call(
-                "kubernetes",
-                "training_jobs_logs",
-                job_id=job_id,
-                replica=replica,
-                tail_lines=LOG_LINES,
+            tail = await job_call(
+                ctx, TRAINING_JOBS_LOGS, job.job_id, replica=name, tail_lines=LOG_LINES
             )
-            text += "\n".join(tail["lines"]) + "\n"
+            text += "\n".join(tail.lines) + "\n"
         except ToolCallError as e:
-            warnings.append(str(e))
+            warnings.append(f"logs of {name} unknown ({e.kind}): {e.message}")
     for name, pattern, advice in RULES:
         if any(name == found[0] for found in findings):
             continue
@@ -161,29 +170,27 @@ async def _with_rules(
             if name == "dataset unavailable":
                 break  # it explains the error line too
     findings += await _metric_findings(ctx, job, warnings)
-    return findings, job
+    return findings
 
 
-async def _metric_findings(
-    ctx, job: dict[str, Any], warnings: list[str]
-) -> list[tuple[str, str, str]]:
-    findings = []
-    progress = job.get("progress") or {}
-    if progress.get("nonfinite_metrics"):
+async def _metric_findings(ctx: AgentContext, job: JobStatus, warnings: list[str]) -> list[Finding]:
+    findings: list[Finding] = []
+    progress = job.progress
+    if progress is not None and progress.nonfinite_metrics:
         findings.append(
             (
                 "NaN loss",
                 "lower --lr (e.g. 10x), keep bf16 rather than fp16, and check the data for NaNs",
                 "non-finite metrics in the progress line: "
-                + ", ".join(f"{k}={v}" for k, v in progress["nonfinite_metrics"].items()),
+                + ", ".join(f"{k}={v}" for k, v in progress.nonfinite_metrics.items()),
             )
         )
-    elif job.get("mlflow_run_id"):
+    elif job.mlflow_run_id:
         try:
             history = await ctx.tools.call(
-                "mlflow", "runs_metric_history", run_id=job["mlflow_run_id"], key="train_loss"
+                RUNS_METRIC_HISTORY, run_id=job.mlflow_run_id, key=MlflowMetric.TRAIN_LOSS
             )
-            if history["summary"]["diverging"]:
+            if history.summary.diverging:
                 findings.append(
                     (
                         "diverging loss",
@@ -192,11 +199,12 @@ async def _metric_findings(
                         "train_loss summary: diverging",
                     )
                 )
-        except ToolCallError:
-            pass
-    if job.get("gpus_per_node") and job.get("start_time"):
+        except ToolCallError as e:
+            if e.kind != ErrorKind.NOT_FOUND:  # not found: no loss logged yet
+                warnings.append(f"loss history unknown ({e.kind}): {e.message}")
+    if job.gpus_per_node and job.start_time:
         usage = await utilization_of(ctx, job, warnings)
-        mean = ((usage or {}).get("gpu") or {}).get("mean_utilization")
+        mean = usage.gpu.mean_utilization if usage else None
         if mean is not None and mean < 0.5:
             findings.append(
                 (
@@ -210,11 +218,12 @@ async def _metric_findings(
     return findings
 
 
-async def _with_llm(ctx, job_id: str) -> str:
+async def _with_llm(ctx: AgentContext, job_id: str) -> str:
     """A ReAct loop over the read-only tools; the model sees tool output as data only."""
     from langchain.agents import create_agent
 
     tools = await ctx.tools.read_only_tools()
+    assert ctx.llm is not None  # only called with a model
     agent = create_agent(ctx.llm, tools=tools, system_prompt=DIAGNOSE_SYSTEM)
     result = await agent.ainvoke(
         {"messages": [{"role": "user", "content": f"Diagnose training job {job_id}."}]},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -20,12 +20,15 @@ from agent.parsing.numbers import (
     normalize_numbers,
 )
 from agent.request import CAPABILITIES, ParamChoice, ParamRange, Request
+from common.telemetry import MlflowMetric, higher_is_better
+from common.vocabulary import JOB_INTENTS, DatasetName, Intent, ModelName
 
 MAX_TEXT = 2000
+T = TypeVar("T", bound=str)
 
 # -- vocabulary -------------------------------------------------------------------------------
 
-MODELS = [
+MODEL_WORDS: list[tuple[ModelName, str]] = [
     ("resnet18", r"\bres-?net(?:[- ]?18)?\b|\bresidual (?:net(?:work)?|cnn)\b"),
     (
         "gpt",
@@ -42,7 +45,7 @@ MODELS = [
         r"|\blenet\b",
     ),
 ]
-DATASETS = [
+DATASET_WORDS: list[tuple[DatasetName, str]] = [
     ("fashion-mnist", r"\bfashion[- ]?mnist\b|\bf-?mnist\b|\bzalando\b|\bfashion\b"),
     ("mnist", r"\bmnist\b|\bhandwritten digits?\b"),
     ("cifar10", r"\bcifar[- ]?10\b|\bcifar\b"),
@@ -124,7 +127,6 @@ CANCEL_OBJECT = re.compile(
 )
 BULK = re.compile(r"\b(?:all|every|everything|each|any)\b")
 DELETE = re.compile(r"\b(?:delete|remove|destroy|wipe|nuke|purge|erase|rm)\b")
-JOB_INTENTS = frozenset({"status", "logs", "cost", "cancel", "diagnose", "register"})
 
 CURRENCY = r"(?:\$|usd|dollars?|bucks)"
 BUDGET = [
@@ -147,20 +149,20 @@ BUDGET = [
     re.compile(r"\bbudget\s*(?:of|is|=|:)?\s*" + NUMBER + r"\b"),
 ]
 METRICS = {
-    "val accuracy": "val_accuracy",
-    "validation accuracy": "val_accuracy",
-    "val_accuracy": "val_accuracy",
-    "val acc": "val_accuracy",
-    "accuracy": "val_accuracy",
-    "test accuracy": "test_accuracy",
-    "val loss": "val_loss",
-    "validation loss": "val_loss",
-    "val_loss": "val_loss",
-    "loss": "val_loss",
-    "perplexity": "val_perplexity",
-    "val perplexity": "val_perplexity",
-    "throughput": "samples_per_sec",
-    "samples per second": "samples_per_sec",
+    "val accuracy": MlflowMetric.VAL_ACCURACY,
+    "validation accuracy": MlflowMetric.VAL_ACCURACY,
+    "val_accuracy": MlflowMetric.VAL_ACCURACY,
+    "val acc": MlflowMetric.VAL_ACCURACY,
+    "accuracy": MlflowMetric.VAL_ACCURACY,
+    "test accuracy": MlflowMetric.TEST_ACCURACY,
+    "val loss": MlflowMetric.VAL_LOSS,
+    "validation loss": MlflowMetric.VAL_LOSS,
+    "val_loss": MlflowMetric.VAL_LOSS,
+    "loss": MlflowMetric.VAL_LOSS,
+    "perplexity": MlflowMetric.VAL_PERPLEXITY,
+    "val perplexity": MlflowMetric.VAL_PERPLEXITY,
+    "throughput": MlflowMetric.SAMPLES_PER_SEC,
+    "samples per second": MlflowMetric.SAMPLES_PER_SEC,
 }
 METRIC_WORDS = "|".join(sorted(map(re.escape, METRICS), key=len, reverse=True))
 PARAM_NAMES = {
@@ -247,8 +249,8 @@ def _unknown(why: str | None = None) -> Request:
     return Request(intent="unknown", reply=f"{why} {CAPABILITIES}" if why else CAPABILITIES)
 
 
-def _first(vocabulary: list[tuple[str, str]], t: str) -> str | None:
-    best: tuple[int, str] | None = None
+def _first(vocabulary: list[tuple[T, str]], t: str) -> T | None:
+    best: tuple[int, T] | None = None
     for name, pattern in vocabulary:
         match = re.search(pattern, t)
         if match and (best is None or match.start() < best[0]):
@@ -256,9 +258,9 @@ def _first(vocabulary: list[tuple[str, str]], t: str) -> str | None:
     return best[1] if best else None
 
 
-def _intent(t: str) -> str:
-    has_model = _first(MODELS, t) is not None
-    has_dataset = _first(DATASETS, t) is not None
+def _intent(t: str) -> Intent:
+    has_model = _first(MODEL_WORDS, t) is not None
+    has_dataset = _first(DATASET_WORDS, t) is not None
     has_subject = has_model or has_dataset
     if SWEEP.search(t) and (has_subject or re.search(r"\b(?:sweep|tune|trials|search)\b", t)):
         return "sweep"
@@ -287,7 +289,7 @@ def _intent(t: str) -> str:
     return "unknown"
 
 
-def _slots(t: str, original: str, intent: str) -> dict[str, Any]:
+def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
     slots: dict[str, Any] = {}
     job = _job(t)
     # "cnn-mnist-3f2a" names a job, not a model and a dataset.
@@ -295,8 +297,8 @@ def _slots(t: str, original: str, intent: str) -> dict[str, Any]:
     if job not in (None, "latest"):
         words = re.sub(rf"\b{re.escape(job)}\b", " ", words)
     if intent in ("train", "sweep", "cost", "compare", "list"):
-        slots["model"] = _first(MODELS, words)
-        slots["dataset"] = _first(DATASETS, words)
+        slots["model"] = _first(MODEL_WORDS, words)
+        slots["dataset"] = _first(DATASET_WORDS, words)
     if intent in ("train", "sweep", "cost"):
         t = words
         slots["epochs"] = _int(
@@ -439,11 +441,15 @@ def _job(t: str) -> str | None:
         return m.group(1)
     if (m := JOB_NAMED.search(t)) and m.group(1) not in NOT_JOB_NAMES:
         return m.group(1)
-    if (m := JOB_AFTER_VERB.search(t)) and not _first(MODELS + DATASETS, m.group(1)):
+    if (m := JOB_AFTER_VERB.search(t)) and not _names_a_model_or_dataset(m.group(1)):
         return m.group(1)
     if LATEST.search(t):
         return "latest"
     return None
+
+
+def _names_a_model_or_dataset(words: str) -> bool:
+    return _first(MODEL_WORDS, words) is not None or _first(DATASET_WORDS, words) is not None
 
 
 def _period(t: str) -> str | None:
@@ -481,7 +487,7 @@ def _objective(t: str) -> tuple[str | None, str | None]:
         return metric, "min"
     if verb.startswith(("maximi", "maximum", "highest", "top")):
         return metric, "max"
-    return metric, ("min" if "loss" in metric or "perplexity" in metric else "max")
+    return metric, ("max" if higher_is_better(metric) else "min")
 
 
 def _sweep(t: str) -> dict[str, Any]:

@@ -2,35 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Protocol
 
+from common.errors import Conflict, NotFound, Refused
+from common.vocabulary import Phase
 from mcp_servers.kubernetes.manifests import Manifest
 from mcp_servers.kubernetes.schemas import (
+    BackendName,
     Capacity,
     CreateResult,
     JobEvents,
     JobList,
     JobStatus,
     LogTail,
-    Phase,
     TrainingJobSpec,
 )
 
 
-class JobError(Exception):
-    """An expected failure with a message that says what to do; tools turn it into a ToolError."""
-
-
-class JobExists(JobError):
+class JobExists(Conflict):
     """A job with this id exists already (and no idempotency key matched it)."""
 
 
-class JobNotFound(JobError):
-    pass
+class JobNotFound(NotFound):
+    """No job has this id (in the namespaces this server manages)."""
+
+
+class JobRefused(Refused):
+    """Policy forbids the job (namespace, image, caps, concurrent jobs, not managed by trainops)."""
 
 
 class Backend(Protocol):
-    name: Literal["local", "cluster"]
+    """Every failure is a `common.errors.TrainopsError` whose kind the tools pass on."""
+
+    name: BackendName
 
     def create(self, manifest: Manifest, spec: TrainingJobSpec) -> CreateResult:
         """Apply the manifest; with an idempotency key already used, return that job instead."""

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from common.settings import KubernetesPolicy
 from mcp_servers.kubernetes.schemas import Kind, TrainingJobSpec
-from mcp_servers.settings import KubernetesPolicy
 
 MANAGED_BY = "trainops"
 JOB_ID_LABEL = "trainops.io/job-id"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from pathlib import Path
-from typing import Any
 
-from mcp_servers.kubernetes.schemas import Progress
+from common.telemetry import ProgressEvent
+from mcp_servers.kubernetes.schemas import TrainingProgress
 
 MAX_TAIL_BYTES = 1 << 20
 _EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?[A-Za-z_.]*(Error|Exception|Interrupt)\b.*: ")
@@ -34,43 +32,22 @@ def read_tail(
     return lines[-max_lines:] if max_lines else [], truncated
 
 
-def progress_events(lines: list[str]) -> list[dict[str, Any]]:
-    events = []
-    for line in lines:
-        if line.startswith('{"event"'):
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return events
-
-
-def last_progress(path: Path) -> tuple[Progress | None, str | None]:
+def last_progress(path: Path) -> tuple[TrainingProgress | None, str | None]:
     """The latest progress event of rank 0 and the MLflow run id it reported, from its log."""
     lines, _ = read_tail(path, max_lines=5000)
-    events = progress_events(lines)
-    run_id = next((e["mlflow_run_id"] for e in reversed(events) if e.get("mlflow_run_id")), None)
-    latest = next(
-        (e for e in reversed(events) if e["event"] in ("epoch", "done", "start", "resumed")), None
-    )
-    if latest is None:
+    events = [event for line in lines if (event := ProgressEvent.from_line(line)) is not None]
+    run_id = next((e.mlflow_run_id for e in reversed(events) if e.mlflow_run_id), None)
+    if not events:
         return None, run_id
-    metrics = latest.get("metrics") if latest["event"] == "done" else latest
-    numbers = {
-        k: float(v)
-        for k, v in (metrics or {}).items()
-        if isinstance(v, int | float)
-        and not isinstance(v, bool)
-        and k not in ("epoch", "epochs", "time", "step", "world_size", "restart_count")
-    }
+    latest = events[-1]
     return (
-        Progress(
-            event=latest["event"],
-            epoch=latest.get("epoch") or latest.get("epochs"),
-            epochs=latest.get("epochs"),
-            metrics={k: v for k, v in numbers.items() if math.isfinite(v)},
-            nonfinite_metrics={k: str(v) for k, v in numbers.items() if not math.isfinite(v)},
-            time=latest.get("time"),
+        TrainingProgress(
+            event=latest.event,
+            epoch=latest.epoch,
+            epochs=latest.epochs,
+            metrics=latest.finite_metrics,
+            nonfinite_metrics=latest.nonfinite_metrics,
+            time=latest.time,
         ),
         run_id,
     )

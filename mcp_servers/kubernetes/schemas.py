@@ -4,17 +4,43 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mcp_servers.settings import RFC1123_LABEL
-from training.config import DatasetName, ModelName, parse_config
+from common.telemetry import ProgressKind
+from common.vocabulary import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    MAX_BATCH_SIZE,
+    MAX_CPUS_PER_REPLICA,
+    MAX_EPOCHS,
+    MAX_JOB_NAME_LENGTH,
+    MAX_LABEL_LENGTH,
+    MAX_LR,
+    RFC1123_LABEL,
+    TERMINAL_PHASES,
+    UNSCHEDULABLE,
+    DatasetName,
+    ModelName,
+    Phase,
+    processes_per_node,
+)
+from mcp_servers.toolref import ToolCatalog
+from training.config import parse_config
 from training.errors import ConfigError
 
-Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
-TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled"})
 Kind = Literal["Job", "PyTorchJob", "TrainJob"]
+BackendName = Literal["local", "cluster"]
+JobId = Annotated[
+    str,
+    Field(
+        pattern=RFC1123_LABEL,
+        max_length=MAX_LABEL_LENGTH,
+        description="Job id, e.g. cnn-mnist-3f2a.",
+    ),
+]
 
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -55,17 +81,21 @@ class TrainingJobSpec(BaseModel):
 
     model: ModelName = Field(description="Architecture: cnn, mlp, resnet18 or gpt (token data).")
     dataset: DatasetName = Field(description="Dataset; gpt trains on synthetic tokens.")
-    epochs: int = Field(3, ge=1, le=10_000)
-    batch_size: int = Field(256, ge=1, le=1_000_000, description="Global batch, split over ranks.")
-    lr: float = Field(2e-3, gt=0, le=10)
+    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(
+        DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="Global batch, split over ranks."
+    )
+    lr: float = Field(DEFAULT_LR, gt=0, le=MAX_LR)
     nodes: int = Field(1, ge=1, description="Replicas (pods). More than one renders a PyTorchJob.")
     gpus_per_node: int = Field(0, ge=0, description="GPUs per replica; 0 trains on CPU with gloo.")
-    cpus: float = Field(1.0, gt=0, le=512, description="CPUs requested per replica.")
+    cpus: float = Field(
+        1.0, gt=0, le=MAX_CPUS_PER_REPLICA, description="CPUs requested per replica."
+    )
     memory: str = Field("2Gi", pattern=QUANTITY, description="Memory per replica, e.g. 4Gi.")
     image: str | None = Field(None, description="Training image; defaults to the configured one.")
     name: str | None = Field(
         None,
-        max_length=52,
+        max_length=MAX_JOB_NAME_LENGTH,
         pattern=RFC1123_LABEL,
         description="Job id to use (lowercase RFC 1123 label); generated when omitted.",
     )
@@ -196,7 +226,7 @@ class TrainingJobSpec(BaseModel):
 
     @property
     def procs_per_node(self) -> int:
-        return max(self.gpus_per_node, 1)
+        return processes_per_node(self.gpus_per_node)
 
     @property
     def total_gpus(self) -> int:
@@ -223,7 +253,7 @@ class CreateResult(BaseModel):
     job_id: str
     kind: Kind
     namespace: str
-    backend: Literal["local", "cluster"]
+    backend: BackendName
     phase: Phase
     created: bool = Field(description="False when the idempotency key matched an existing job.")
 
@@ -246,10 +276,10 @@ class ReplicaStatus(BaseModel):
     reason: str | None = Field(None, description="e.g. Error, OOMKilled, Killed, Completed")
 
 
-class Progress(BaseModel):
-    """The latest JSON progress line the job printed (rank 0)."""
+class TrainingProgress(BaseModel):
+    """The latest progress event the job printed (rank 0); see common.telemetry.ProgressEvent."""
 
-    event: str
+    event: ProgressKind
     epoch: int | None = None
     epochs: int | None = None
     metrics: dict[str, float] = {}
@@ -263,7 +293,7 @@ class JobStatus(BaseModel):
     job_id: str
     kind: Kind
     namespace: str
-    backend: Literal["local", "cluster"]
+    backend: BackendName
     phase: Phase
     message: str = Field(description="One line a person can act on.")
     conditions: list[Condition] = []
@@ -272,7 +302,7 @@ class JobStatus(BaseModel):
     created_at: datetime | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
-    progress: Progress | None = None
+    progress: TrainingProgress | None = None
     mlflow_run_id: str | None = None
     model: str | None = None
     dataset: str | None = None
@@ -281,6 +311,25 @@ class JobStatus(BaseModel):
     gpus_per_node: int | None = None
     cpus: float | None = None
     memory: str | None = None
+
+    @property
+    def condition(self) -> Condition | None:
+        """The job's current condition (the one that is True)."""
+        return next((c for c in reversed(self.conditions) if c.status == "True"), None)
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    @property
+    def unschedulable(self) -> bool:
+        """Pending for good: no node can ever hold what it asks for."""
+        condition = self.condition
+        return (
+            self.phase == "Pending"
+            and condition is not None
+            and (condition.reason == UNSCHEDULABLE)
+        )
 
 
 class JobSummary(BaseModel):
@@ -320,7 +369,7 @@ class LogTail(BaseModel):
     replicas: list[str] = Field(description="Every replica that has a log.")
 
 
-class Resources(BaseModel):
+class ResourceAmounts(BaseModel):
     cpus: float
     memory_bytes: int
     gpus: int
@@ -328,11 +377,26 @@ class Resources(BaseModel):
 
 class NodeCapacity(BaseModel):
     name: str
-    allocatable: Resources
-    free: Resources
+    allocatable: ResourceAmounts
+    free: ResourceAmounts
     gpu_type: str | None = None
 
 
 class Capacity(BaseModel):
-    backend: Literal["local", "cluster"]
+    backend: BackendName
     nodes: list[NodeCapacity]
+
+
+# -- the tools this server publishes ---------------------------------------------------------
+
+CATALOG = ToolCatalog("kubernetes")
+TRAINING_JOBS_CREATE = CATALOG.ref("training_jobs_create", CreateResult)
+MANIFESTS_RENDER = CATALOG.ref("manifests_render", RenderedManifest)
+TRAINING_JOBS_GET = CATALOG.ref("training_jobs_get", JobStatus)
+TRAINING_JOBS_WAIT = CATALOG.ref("training_jobs_wait", JobStatus)
+TRAINING_JOBS_LIST = CATALOG.ref("training_jobs_list", JobList)
+TRAINING_JOBS_EVENTS = CATALOG.ref("training_jobs_events", JobEvents)
+TRAINING_JOBS_LOGS = CATALOG.ref("training_jobs_logs", LogTail)
+TRAINING_JOBS_DELETE = CATALOG.ref("training_jobs_delete", JobStatus)
+CLUSTER_CAPACITY = CATALOG.ref("cluster_capacity", Capacity)
+TOOLS = tuple(CATALOG.refs)

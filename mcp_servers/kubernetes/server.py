@@ -5,24 +5,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from mcp.server.fastmcp import Context
-from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field
 
-from mcp_servers.common import TrainopsMCP, hints, serve
-from mcp_servers.kubernetes.backend import Backend, JobError, JobExists
-from mcp_servers.kubernetes.manifests import RenderContext, new_job_id, render
+from common.errors import ErrorKind
+from common.settings import Settings, SettingsError
+from common.vocabulary import MAX_LOG_LINES
+from mcp_servers.framework import TrainopsMCP, hints, serve, tool
+from mcp_servers.kubernetes.backend import Backend, JobExists
+from mcp_servers.kubernetes.manifests import Manifest, RenderContext, new_job_id, render
 from mcp_servers.kubernetes.policy import admit
 from mcp_servers.kubernetes.schemas import (
     Capacity,
     CreateResult,
     JobEvents,
+    JobId,
     JobList,
     JobStatus,
     LogTail,
@@ -30,12 +33,15 @@ from mcp_servers.kubernetes.schemas import (
     RenderedManifest,
     TrainingJobSpec,
 )
-from mcp_servers.settings import RFC1123_LABEL, Settings, SettingsError
 
-JobId = Annotated[
-    str,
-    Field(pattern=RFC1123_LABEL, max_length=63, description="Job id, e.g. cnn-mnist-3f2a."),
-]
+T = TypeVar("T")
+NOT_FOUND_JOB = {ErrorKind.NOT_FOUND: "no job has this id; training_jobs_list shows them"}
+UNAVAILABLE = {ErrorKind.UNAVAILABLE: "the cluster did not answer"}
+SPEC_ERRORS = {
+    ErrorKind.INVALID_ARGUMENT: "the spec is malformed, or the training command it renders "
+    "would fail (bad flags, a batch that does not split over the ranks)",
+    ErrorKind.REFUSED: "policy forbids it: namespace, image registry, GPU or replica caps",
+}
 
 # -- lifespan ---------------------------------------------------------------------------------
 
@@ -89,27 +95,31 @@ def _app(ctx: Context) -> AppContext:
     return ctx.request_context.lifespan_context
 
 
-def _prepare(spec: TrainingJobSpec, app: AppContext):
-    try:
-        namespace = admit(spec, app.settings)
-    except JobError as e:
-        raise ToolError(str(e)) from None
+def _prepare(spec: TrainingJobSpec, app: AppContext) -> Manifest:
+    namespace = admit(spec, app.settings)
     return render(spec, new_job_id(spec), namespace, app.render)
 
 
-async def _call(fn, *args):
-    """Run a blocking backend call off the event loop; its JobErrors become ToolErrors."""
-    try:
-        return await anyio.to_thread.run_sync(fn, *args)
-    except JobError as e:
-        raise ToolError(str(e)) from None
+async def _call(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking backend call off the event loop (its TrainopsErrors carry their kind)."""
+    return await anyio.to_thread.run_sync(fn, *args)
 
 
 # -- tools ------------------------------------------------------------------------------------
 
 
 def _register_tools(mcp: TrainopsMCP) -> None:
-    @mcp.tool(annotations=hints("Launch a training job", read_only=False))
+    @tool(
+        mcp,
+        hints("Launch a training job", read_only=False),
+        errors={
+            **SPEC_ERRORS,
+            ErrorKind.REFUSED: "policy forbids it: namespace, image registry, GPU or replica "
+            "caps, or the cap on jobs active at once",
+            ErrorKind.CONFLICT: "a job with the name given exists already",
+            **UNAVAILABLE,
+        },
+    )
     async def training_jobs_create(spec: TrainingJobSpec, ctx: Context) -> CreateResult:
         """Launch a training job: one replica renders a batch/v1 Job, more a PyTorchJob.
 
@@ -120,15 +130,17 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         for _ in range(GENERATED_ID_ATTEMPTS):
             manifest = _prepare(spec, app)
             try:
-                return await anyio.to_thread.run_sync(app.backend.create, manifest, spec)
-            except JobExists as e:
+                return await _call(app.backend.create, manifest, spec)
+            except JobExists:
                 if spec.name is not None:  # the caller's own name: theirs to change
-                    raise ToolError(str(e)) from None
-            except JobError as e:
-                raise ToolError(str(e)) from None
-        raise ToolError("could not find a free job id; pass a name")
+                    raise
+        raise JobExists("could not find a free job id; pass a name")
 
-    @mcp.tool(annotations=hints("Render manifests (dry run)", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Render manifests (dry run)", read_only=True, idempotent=True),
+        errors=SPEC_ERRORS,
+    )
     async def manifests_render(spec: TrainingJobSpec, ctx: Context) -> RenderedManifest:
         """Show the manifest training_jobs_create would apply for this spec, creating nothing."""
         manifest = _prepare(spec, _app(ctx))
@@ -139,24 +151,29 @@ def _register_tools(mcp: TrainopsMCP) -> None:
             yaml=manifest.yaml,
         )
 
-    @mcp.tool(annotations=hints("Job status", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Job status", read_only=True, idempotent=True),
+        errors={**NOT_FOUND_JOB, **UNAVAILABLE},
+    )
     async def training_jobs_get(job_id: JobId, ctx: Context) -> JobStatus:
         """Phase, a one-line message, replicas, latest training progress and MLflow run id."""
         return await _call(_app(ctx).backend.get, job_id)
 
-    @mcp.tool(annotations=hints("Wait for a phase change", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Wait for a phase change", read_only=True, idempotent=True),
+        errors={**NOT_FOUND_JOB, **UNAVAILABLE},
+    )
     async def training_jobs_wait(
         job_id: JobId,
         ctx: Context,
         timeout_s: Annotated[float, Field(ge=0, le=3600, description="Longest wait.")] = 300,
     ) -> JobStatus:
         """Block until the job's phase changes (or timeout_s passes); returns the status."""
-        try:
-            return await _app(ctx).backend.wait(job_id, timeout_s)
-        except JobError as e:
-            raise ToolError(str(e)) from None
+        return await _app(ctx).backend.wait(job_id, timeout_s)
 
-    @mcp.tool(annotations=hints("List jobs", read_only=True, idempotent=True))
+    @tool(mcp, hints("List jobs", read_only=True, idempotent=True), errors=UNAVAILABLE)
     async def training_jobs_list(
         ctx: Context,
         phase: Annotated[Phase | None, Field(description="Only jobs in this phase.")] = None,
@@ -165,21 +182,32 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         """Jobs, newest first, with their phase and a one-line message."""
         return await _call(_app(ctx).backend.list, phase, limit)
 
-    @mcp.tool(annotations=hints("Job events", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Job events", read_only=True, idempotent=True),
+        errors={**NOT_FOUND_JOB, **UNAVAILABLE},
+    )
     async def training_jobs_events(
         job_id: JobId, ctx: Context, limit: Annotated[int, Field(ge=1, le=500)] = 50
     ) -> JobEvents:
         """Scheduling, start, restart, failure and completion events, oldest first."""
         return await _call(_app(ctx).backend.events, job_id, limit)
 
-    @mcp.tool(annotations=hints("Job logs", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Job logs", read_only=True, idempotent=True),
+        errors={
+            ErrorKind.NOT_FOUND: "no job has this id, or it has no such replica",
+            **UNAVAILABLE,
+        },
+    )
     async def training_jobs_logs(
         job_id: JobId,
         ctx: Context,
         replica: Annotated[
             str | None, Field(description="e.g. master-0, worker-1; default: rank 0's replica.")
         ] = None,
-        tail_lines: Annotated[int, Field(ge=1, le=2000)] = 100,
+        tail_lines: Annotated[int, Field(ge=1, le=MAX_LOG_LINES)] = 100,
         contains: Annotated[
             str | None, Field(max_length=200, description="Only lines containing this text.")
         ] = None,
@@ -187,15 +215,20 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         """The last lines of one replica's output (bounded), optionally filtered."""
         return await _call(_app(ctx).backend.logs, job_id, replica, tail_lines, contains)
 
-    @mcp.tool(annotations=hints("Cancel a job", read_only=False, destructive=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Cancel a job", read_only=False, destructive=True, idempotent=True),
+        errors={
+            **NOT_FOUND_JOB,
+            ErrorKind.REFUSED: "the job is not managed by trainops",
+            **UNAVAILABLE,
+        },
+    )
     async def training_jobs_delete(job_id: JobId, ctx: Context) -> JobStatus:
         """Cancel a job: every replica's processes are stopped and the phase becomes Cancelled."""
-        try:
-            return await _app(ctx).backend.delete(job_id)
-        except JobError as e:
-            raise ToolError(str(e)) from None
+        return await _app(ctx).backend.delete(job_id)
 
-    @mcp.tool(annotations=hints("Cluster capacity", read_only=True, idempotent=True))
+    @tool(mcp, hints("Cluster capacity", read_only=True, idempotent=True), errors=UNAVAILABLE)
     async def cluster_capacity(ctx: Context) -> Capacity:
         """Allocatable and free GPUs, CPUs and memory per node (local: this machine)."""
         return await _call(_app(ctx).backend.capacity)

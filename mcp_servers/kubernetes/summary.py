@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mcp_servers.kubernetes.schemas import Progress
-
-_HEADLINE_METRICS = ("val_accuracy", "val_loss", "train_loss", "val_perplexity")
+from common.telemetry import HEADLINE_METRICS
+from mcp_servers.kubernetes.schemas import TrainingProgress
 
 
 def job_message(
     phase: str,
     reason: str,
     detail: str,
-    progress: Progress | None,
+    progress: TrainingProgress | None,
     restarts: int,
     start: datetime | None,
     end: datetime | None,
@@ -39,10 +38,8 @@ def job_message(
     return f"Failed ({reason}): {detail}" if detail else f"Failed ({reason})"
 
 
-def _metrics(progress: Progress) -> list[str]:
-    return [f"{k} {progress.metrics[k]:.4g}" for k in _HEADLINE_METRICS if k in progress.metrics][
-        :2
-    ]
+def _metrics(progress: TrainingProgress) -> list[str]:
+    return [f"{k} {progress.metrics[k]:.4g}" for k in HEADLINE_METRICS if k in progress.metrics][:2]
 
 
 def _duration(start: datetime, end: datetime) -> str:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mcp_servers.series import SeriesSummary
+from mcp_servers.toolref import ToolCatalog
 
 GroupBy = Literal["experiment", "model", "dataset", "job", "day", "status"]
 
@@ -95,6 +96,14 @@ class CostBreakdown(BaseModel):
     currency: Literal["USD"] = "USD"
 
 
+COST_METRICS: tuple[str, ...] = tuple(
+    name
+    for name, info in CostBreakdown.model_fields.items()
+    if info.annotation in (float, float | None)
+)
+"""The breakdown's numbers, each logged to the run as a metric of that name."""
+
+
 class CostLogResult(BaseModel):
     run_id: str
     metrics: dict[str, float]
@@ -126,3 +135,18 @@ class ModelVersionInfo(BaseModel):
     run_id: str
     alias: str | None = None
     status: str
+
+
+# -- the tools this server publishes ---------------------------------------------------------
+
+CATALOG = ToolCatalog("mlflow")
+EXPERIMENTS_LIST = CATALOG.ref("experiments_list", ExperimentList)
+RUNS_SEARCH = CATALOG.ref("runs_search", RunPage)
+RUNS_GET = CATALOG.ref("runs_get", RunDetail)
+RUNS_METRIC_HISTORY = CATALOG.ref("runs_metric_history", MetricHistory)
+RUNS_COMPARE = CATALOG.ref("runs_compare", RunComparison)
+RUNS_BEST = CATALOG.ref("runs_best", RunSummary)
+RUNS_COST_LOG = CATALOG.ref("runs_cost_log", CostLogResult)
+COSTS_REPORT = CATALOG.ref("costs_report", CostReport)
+MODELS_REGISTER = CATALOG.ref("models_register", ModelVersionInfo)
+TOOLS = tuple(CATALOG.refs)

@@ -13,17 +13,18 @@ import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import anyio
 from mcp.server.fastmcp import Context
-from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field
 
-from mcp_servers.common import TrainopsMCP, hints, serve
+from common.errors import Conflict, ErrorKind, InvalidArgument, NotFound, Refused, first_line
+from common.settings import Settings
+from common.telemetry import MlflowParam, MlflowTag, higher_is_better, is_trainops_tag
+from mcp_servers.framework import TrainopsMCP, Upstream, hints, serve, tool, upstream
 from mcp_servers.mlflow.schemas import (
+    COST_METRICS,
     CostBreakdown,
     CostGroup,
     CostLogResult,
@@ -40,38 +41,19 @@ from mcp_servers.mlflow.schemas import (
     RunSummary,
 )
 from mcp_servers.series import downsample, summarize
-from mcp_servers.settings import Settings
 
-COST_REVISION_TAG = "trainops.cost.revision"
 RunId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="MLflow run id (32 hex).")]
-COST_METRICS = (
-    "cost_usd",
-    "cost_gpu_usd",
-    "cost_cpu_usd",
-    "cost_memory_usd",
-    "gpu_hours",
-    "cpu_hours",
-    "idle_gpu_cost_usd",
-    "utilization_weighted_cost_usd",
-    "cost_per_epoch_usd",
-    "gpu_utilization",
-    "wall_seconds",
-)
 SEARCH_PAGE = 5000
 _DURATION = re.compile(r"^(\d+)([hdw])$")
+UNAVAILABLE = {ErrorKind.UNAVAILABLE: "MLflow is down, unreachable or not configured"}
+NOT_FOUND_RUN = {ErrorKind.NOT_FOUND: "no run has this id"}
 
-# -- settings and lifespan --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AppContext:
-    tracking_uri: str | None
-    client: Any  # mlflow.MlflowClient
+# -- lifespan ---------------------------------------------------------------------------------
 
 
 def build_server(settings: Settings) -> TrainopsMCP:
     @asynccontextmanager
-    async def lifespan(_: TrainopsMCP) -> AsyncIterator[AppContext]:
+    async def lifespan(_: TrainopsMCP) -> AsyncIterator[Upstream[Any]]:
         # Fail fast when the server is down: an agent waiting minutes on retries learns nothing.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
@@ -80,7 +62,13 @@ def build_server(settings: Settings) -> TrainopsMCP:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # stderr is the client's terminal
         uri = settings.mlflow_tracking_uri
-        yield AppContext(uri, mlflow.MlflowClient(uri) if uri else None)
+        yield Upstream(
+            name="MLflow",
+            url=uri,
+            client=mlflow.MlflowClient(uri) if uri else None,
+            setting="MLFLOW_TRACKING_URI",
+            errors=_mlflow_errors,
+        )
 
     mcp = TrainopsMCP(
         "trainops-mlflow",
@@ -95,49 +83,41 @@ def build_server(settings: Settings) -> TrainopsMCP:
     return mcp
 
 
+# MLflow's error codes, by the kind of trouble they mean.
+_CODE_KINDS = {
+    "RESOURCE_DOES_NOT_EXIST": NotFound,
+    "INVALID_PARAMETER_VALUE": InvalidArgument,
+    "BAD_REQUEST": InvalidArgument,
+    "RESOURCE_ALREADY_EXISTS": Conflict,
+    "PERMISSION_DENIED": Refused,
+    "UNAUTHENTICATED": Refused,
+}
+
+
 @contextlib.contextmanager
-def _mlflow_errors(app: AppContext) -> Iterator[None]:
-    """MLflow's exceptions as one-line ToolErrors that say what to do."""
+def _mlflow_errors(mlflow: Upstream[Any]) -> Iterator[None]:
+    """MLflow's exceptions as TrainopsErrors of the right kind, with what to do."""
     from mlflow.exceptions import MlflowException, RestException
 
     try:
         yield
     except RestException as e:
-        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise ToolError(f"{_first_line(e)}; runs_search lists what exists") from None
-        raise ToolError(f"MLflow refused: {_first_line(e)}") from None
+        if e.get_http_status_code() >= 500:
+            raise mlflow.unreachable(e) from None
+        raise _CODE_KINDS.get(e.error_code, Refused)(_mlflow_message(e)) from None
     except MlflowException as e:
-        if str(e).startswith("API request to"):
-            raise ToolError(_unreachable(app, e)) from None
-        raise ToolError(f"MLflow error: {_first_line(e)}") from None
+        if str(e).startswith("API request to"):  # the client's own wording for no connection
+            raise mlflow.unreachable(e) from None
+        raise _CODE_KINDS.get(e.error_code, Refused)(_mlflow_message(e)) from None
     except OSError as e:
-        raise ToolError(_unreachable(app, e)) from None
+        raise mlflow.unreachable(e) from None
 
 
-def _unreachable(app: AppContext, error: BaseException) -> str:
-    return (
-        f"MLflow at {app.tracking_uri} is unreachable ({_first_line(error)[:200]}); start it with "
-        "`trainops up` or point MLFLOW_TRACKING_URI at a running server"
-    )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "message", None) or error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
-async def _run(ctx: Context, fn, *args) -> Any:
-    app: AppContext = ctx.request_context.lifespan_context
-    if app.client is None:
-        raise ToolError(
-            "no MLflow tracking server is configured; run `trainops up` or set MLFLOW_TRACKING_URI"
-        )
-
-    def call() -> Any:
-        with _mlflow_errors(app):
-            return fn(app.client, *args)
-
-    return await anyio.to_thread.run_sync(call)
+def _mlflow_message(error: BaseException) -> str:
+    text = first_line(error)
+    if getattr(error, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+        return f"{text}; runs_search lists what exists"
+    return f"MLflow refused: {text}"
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -162,11 +142,7 @@ def _summary(run: Any) -> RunSummary:
         duration_s=duration,
         metrics={k: v for k, v in data.metrics.items() if math.isfinite(v)},
         nonfinite_metrics={k: str(v) for k, v in data.metrics.items() if not math.isfinite(v)},
-        tags={
-            k: v
-            for k, v in data.tags.items()
-            if k.startswith(("trainops.", "dataset.")) or k == "model"
-        },
+        tags={k: v for k, v in data.tags.items() if is_trainops_tag(k)},
     )
 
 
@@ -177,7 +153,7 @@ def _experiment_ids(client: Any, experiment: str | None) -> list[str]:
     if found is None and experiment.isdigit():
         found = client.get_experiment(experiment)
     if found is None:
-        raise ToolError(f"no experiment {experiment!r}; experiments_list shows what exists")
+        raise NotFound(f"no experiment {experiment!r}; experiments_list shows what exists")
     return [found.experiment_id]
 
 
@@ -195,7 +171,7 @@ def _since_ms(since: str | None) -> int | None:
     try:
         moment = datetime.fromisoformat(since)
     except ValueError:
-        raise ToolError(
+        raise InvalidArgument(
             f"since={since!r}: use an ISO date (2026-11-01) or a span like 24h, 7d, 2w"
         ) from None
     if moment.tzinfo is None:
@@ -219,7 +195,7 @@ def _all_runs(client: Any, experiment_ids: list[str], filter_string: str) -> Ite
 
 
 def _register_tools(mcp: TrainopsMCP) -> None:
-    @mcp.tool(annotations=hints("List experiments", read_only=True, idempotent=True))
+    @tool(mcp, hints("List experiments", read_only=True, idempotent=True), errors=UNAVAILABLE)
     async def experiments_list(
         ctx: Context,
         name_contains: Annotated[str | None, Field(max_length=200)] = None,
@@ -245,9 +221,13 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 ]
             )
 
-        return await _run(ctx, fetch)
+        return await upstream(ctx).run(fetch)
 
-    @mcp.tool(annotations=hints("Search runs", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Search runs", read_only=True, idempotent=True),
+        errors={ErrorKind.NOT_FOUND: "no experiment has this name or id", **UNAVAILABLE},
+    )
     async def runs_search(
         ctx: Context,
         experiment: Annotated[
@@ -274,9 +254,13 @@ def _register_tools(mcp: TrainopsMCP) -> None:
             )
             return RunPage(runs=[_summary(r) for r in page], next_page_token=page.token or None)
 
-        return await _run(ctx, fetch)
+        return await upstream(ctx).run(fetch)
 
-    @mcp.tool(annotations=hints("Run details", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Run details", read_only=True, idempotent=True),
+        errors={**NOT_FOUND_RUN, **UNAVAILABLE},
+    )
     async def runs_get(run_id: RunId, ctx: Context) -> RunDetail:
         """One run: status, duration, params, latest metrics, tags."""
 
@@ -293,9 +277,13 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 artifact_uri=run.info.artifact_uri,
             )
 
-        return await _run(ctx, fetch)
+        return await upstream(ctx).run(fetch)
 
-    @mcp.tool(annotations=hints("Metric history", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Metric history", read_only=True, idempotent=True),
+        errors={ErrorKind.NOT_FOUND: "no run has this id, or it has no such metric", **UNAVAILABLE},
+    )
     async def runs_metric_history(
         run_id: RunId,
         key: Annotated[str, Field(min_length=1, max_length=250, description="e.g. val_loss")],
@@ -315,7 +303,7 @@ def _register_tools(mcp: TrainopsMCP) -> None:
             if not history:
                 run = client.get_run(run_id)  # raises if the run itself does not exist
                 known = sorted(run.data.metrics)
-                raise ToolError(f"run {run_id} has no metric {key!r}; it has {known[:50]}")
+                raise NotFound(f"run {run_id} has no metric {key!r}; it has {known[:50]}")
             points = [(float(m.step), m.value) for m in history]
             kept = downsample(points, max_points)
             return MetricHistory(
@@ -333,9 +321,13 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 summary=summarize(points, recent=recent_points),
             )
 
-        return await _run(ctx, fetch)
+        return await upstream(ctx).run(fetch)
 
-    @mcp.tool(annotations=hints("Compare runs", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Compare runs", read_only=True, idempotent=True),
+        errors={ErrorKind.NOT_FOUND: "a run id names no run", **UNAVAILABLE},
+    )
     async def runs_compare(
         run_ids: Annotated[list[str], Field(min_length=2, max_length=20)],
         ctx: Context,
@@ -357,14 +349,22 @@ def _register_tools(mcp: TrainopsMCP) -> None:
             }
             best = {}
             for key in sorted(set().union(*(s.metrics for s in summaries))):
-                having = [s for s in summaries if key in s.metrics]
-                pick = max if _higher_is_better(key) else min
-                best[key] = pick(having, key=lambda s, key=key: s.metrics[key]).run_id
+                ranked = sorted(
+                    (s for s in summaries if key in s.metrics), key=lambda s: s.metrics[key]
+                )
+                best[key] = (ranked[-1] if higher_is_better(key) else ranked[0]).run_id
             return RunComparison(runs=summaries, differing_params=differing, best=best)
 
-        return await _run(ctx, fetch)
+        return await upstream(ctx).run(fetch)
 
-    @mcp.tool(annotations=hints("Best run", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Best run", read_only=True, idempotent=True),
+        errors={
+            ErrorKind.NOT_FOUND: "no such experiment, or no run of it has the metric",
+            **UNAVAILABLE,
+        },
+    )
     async def runs_best(
         experiment: str,
         metric: Annotated[str, Field(min_length=1, max_length=250)],
@@ -380,12 +380,16 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 _experiment_ids(client, experiment), filter or "", max_results=1, order_by=[order]
             )
             if not runs or metric not in runs[0].data.metrics:
-                raise ToolError(f"no run in {experiment!r} has the metric {metric!r}")
+                raise NotFound(f"no run in {experiment!r} has the metric {metric!r}")
             return _summary(runs[0])
 
-        return await _run(ctx, fetch)
+        return await upstream(ctx).run(fetch)
 
-    @mcp.tool(annotations=hints("Log a run's cost", read_only=False, idempotent=True))
+    @tool(
+        mcp,
+        hints("Log a run's cost", read_only=False, idempotent=True),
+        errors={**NOT_FOUND_RUN, **UNAVAILABLE},
+    )
     async def runs_cost_log(run_id: RunId, breakdown: CostBreakdown, ctx: Context) -> CostLogResult:
         """Write cost metrics (cost_usd, cost_gpu_usd, gpu_hours, idle_gpu_cost_usd, ...) and tags
         to a run. Idempotent: the same call twice leaves the same state."""
@@ -404,14 +408,14 @@ def _register_tools(mcp: TrainopsMCP) -> None:
             # came in later): the next revision's step, as MLflow's latest value is the one at
             # the highest step (at one step it would be the largest value, not the newest).
             unchanged = all(run.data.metrics.get(k) == float(v) for k, v in values.items())
-            revision = int(run.data.tags.get(COST_REVISION_TAG, "-1"))
+            revision = int(run.data.tags.get(MlflowTag.COST_REVISION, "-1"))
             if not unchanged or revision < 0:
                 revision += 1
             tags = {
-                "trainops.cost.rate_card": breakdown.rate_card,
-                "trainops.cost.currency": breakdown.currency,
-                "trainops.cost.usd": f"{breakdown.cost_usd:.6f}",
-                COST_REVISION_TAG: str(revision),
+                MlflowTag.COST_RATE_CARD: breakdown.rate_card,
+                MlflowTag.COST_CURRENCY: breakdown.currency,
+                MlflowTag.COST_USD: f"{breakdown.cost_usd:.6f}",
+                MlflowTag.COST_REVISION: str(revision),
             }
             if not unchanged or any(run.data.tags.get(k) != v for k, v in tags.items()):
                 client.log_batch(
@@ -421,9 +425,13 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 )
             return CostLogResult(run_id=run_id, metrics=values, tags=tags)
 
-        return await _run(ctx, write)
+        return await upstream(ctx).run(write)
 
-    @mcp.tool(annotations=hints("Cost report", read_only=True, idempotent=True))
+    @tool(
+        mcp,
+        hints("Cost report", read_only=True, idempotent=True),
+        errors={ErrorKind.NOT_FOUND: "no experiment has this name or id", **UNAVAILABLE},
+    )
     async def costs_report(
         ctx: Context,
         experiment: str | None = None,
@@ -474,9 +482,16 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 truncated=len(ordered) > max_groups,
             )
 
-        return await _run(ctx, fetch)
+        return await upstream(ctx).run(fetch)
 
-    @mcp.tool(annotations=hints("Register a model", read_only=False))
+    @tool(
+        mcp,
+        hints("Register a model", read_only=False),
+        errors={
+            ErrorKind.NOT_FOUND: "no run has this id, or it logged no model yet",
+            **UNAVAILABLE,
+        },
+    )
     async def models_register(
         run_id: RunId,
         name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.\- ]+$")],
@@ -505,7 +520,7 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 if m.name == "model"
             ]
             if not logged:
-                raise ToolError(f"run {run_id} logged no model; it finishes training first")
+                raise NotFound(f"run {run_id} logged no model; it logs one when training finishes")
             model = logged[-1]
             with contextlib.suppress(RestException):
                 client.create_registered_model(name)  # exists already: fine
@@ -523,14 +538,7 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 status=str(version.status),
             )
 
-        return await _run(ctx, register)
-
-
-_HIGHER_IS_BETTER = ("accuracy", "f1", "auc", "precision", "recall", "samples_per_sec")
-
-
-def _higher_is_better(metric: str) -> bool:
-    return any(word in metric for word in _HIGHER_IS_BETTER)
+        return await upstream(ctx).run(register)
 
 
 def _group_key(run: Any, group_by: GroupBy, names: dict[str, str]) -> str:
@@ -538,11 +546,11 @@ def _group_key(run: Any, group_by: GroupBy, names: dict[str, str]) -> str:
     if group_by == "experiment":
         return names.get(run.info.experiment_id, run.info.experiment_id)
     if group_by == "model":
-        return tags.get("model") or params.get("model", "unknown")
+        return tags.get(MlflowTag.MODEL) or params.get(MlflowParam.MODEL, "unknown")
     if group_by == "dataset":
-        return tags.get("dataset.used") or params.get("dataset", "unknown")
+        return tags.get(MlflowTag.DATASET_USED) or params.get(MlflowParam.DATASET, "unknown")
     if group_by == "job":
-        return tags.get("trainops.job_id", run.info.run_id)
+        return tags.get(MlflowTag.JOB_ID, run.info.run_id)
     if group_by == "day":
         return (_time(run.info.start_time) or datetime.now(UTC)).date().isoformat()
     return run.info.status

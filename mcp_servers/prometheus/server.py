@@ -10,112 +10,46 @@ import math
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import anyio
 from mcp.server.fastmcp import Context
-from mcp.server.fastmcp.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from mcp_servers.common import TrainopsMCP, hints, serve
+from common.errors import ErrorKind, InvalidArgument
+from common.settings import Settings
+from common.telemetry import PromLabel, PromMetric, counter_total
+from common.vocabulary import MAX_LABEL_LENGTH, RFC1123_LABEL
+from mcp_servers.framework import TrainopsMCP, Upstream, hints, serve, tool, upstream
+from mcp_servers.prometheus.schemas import (
+    CpuUsage,
+    GpuUsage,
+    JobUtilization,
+    MetricNames,
+    QueryResult,
+    RangeResult,
+    RangeSeries,
+    Sample,
+    Target,
+    TargetList,
+)
 from mcp_servers.series import downsample
-from mcp_servers.settings import RFC1123_LABEL, Settings
 
 REQUEST_TIMEOUT_S = 15
+UNAVAILABLE = {ErrorKind.UNAVAILABLE: "Prometheus is down, unreachable or not configured"}
+QUERY_ERRORS = {
+    ErrorKind.INVALID_ARGUMENT: "Prometheus refused the PromQL, or a time is malformed",
+    **UNAVAILABLE,
+}
 DEFAULT_WINDOW = timedelta(hours=6)
 _DURATION = re.compile(r"^\d+(ms|s|m|h|d)$")
-
-# -- output models ----------------------------------------------------------------------------
-
-
-class Sample(BaseModel):
-    labels: dict[str, str]
-    value: float | None = Field(description="None for a non-numeric (string) result.")
-
-
-class QueryResult(BaseModel):
-    result_type: str
-    series: list[Sample]
-    total_series: int
-    truncated: bool
-    note: str | None = None
-
-
-class RangeSeries(BaseModel):
-    labels: dict[str, str]
-    points: list[tuple[float, float]] = Field(description="(unix time, value), downsampled.")
-    total_points: int
-
-
-class RangeResult(BaseModel):
-    series: list[RangeSeries]
-    total_series: int
-    truncated: bool
-    note: str | None = None
-
-
-class MetricNames(BaseModel):
-    names: list[str]
-    total: int
-    truncated: bool
-
-
-class Target(BaseModel):
-    job: str
-    instance: str
-    health: str
-    last_scrape: str | None = None
-    last_error: str | None = None
-    labels: dict[str, str]
-
-
-class TargetList(BaseModel):
-    targets: list[Target]
-    total: int
-
-
-class GpuUsage(BaseModel):
-    mean_utilization: float | None = Field(None, description="0..1, mean over samples and GPUs.")
-    p95_utilization: float | None = None
-    peak_memory_bytes: float | None = None
-    metric: str | None = Field(None, description="Which metric answered.")
-
-
-class CpuUsage(BaseModel):
-    mean_cores_used: float | None = Field(None, description="Mean CPU-seconds per second.")
-    mean_utilization: float | None = Field(
-        None, description="mean_cores_used / cpus_requested, when cpus_requested was given."
-    )
-    metric: str | None = None
-
-
-class JobUtilization(BaseModel):
-    job_id: str
-    start: datetime
-    end: datetime
-    gpu: GpuUsage
-    cpu: CpuUsage
-    peak_rss_bytes: float | None = None
-    samples: int = Field(description="Samples of the job's metrics in the window.")
-    metrics_answered: list[str]
-    no_data: bool = Field(description="True when Prometheus holds nothing for this job here.")
-    note: str | None = None
-
 
 # -- settings and lifespan --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AppContext:
-    url: str | None
-    client: Any  # PrometheusConnect
-
-
 def build_server(settings: Settings) -> TrainopsMCP:
     @asynccontextmanager
-    async def lifespan(_: TrainopsMCP) -> AsyncIterator[AppContext]:
+    async def lifespan(_: TrainopsMCP) -> AsyncIterator[Upstream[Any]]:
         from prometheus_api_client import PrometheusConnect
         from urllib3.util.retry import Retry
 
@@ -123,7 +57,13 @@ def build_server(settings: Settings) -> TrainopsMCP:
         client = (
             PrometheusConnect(url, retry=Retry(total=0), timeout=REQUEST_TIMEOUT_S) if url else None
         )
-        yield AppContext(url, client)
+        yield Upstream(
+            name="Prometheus",
+            url=url,
+            client=client,
+            setting="TRAINOPS_PROMETHEUS_URL",
+            errors=_prometheus_errors,
+        )
 
     mcp = TrainopsMCP(
         "trainops-prometheus",
@@ -139,19 +79,16 @@ def build_server(settings: Settings) -> TrainopsMCP:
 
 
 @contextlib.contextmanager
-def _prometheus_errors(app: AppContext) -> Iterator[None]:
+def _prometheus_errors(prometheus: Upstream[Any]) -> Iterator[None]:
     import requests
     from prometheus_api_client.exceptions import PrometheusApiClientException
 
     try:
         yield
     except requests.exceptions.RequestException as e:
-        raise ToolError(
-            f"Prometheus at {app.url} is unreachable ({type(e).__name__}); start it with "
-            "`trainops up` or set TRAINOPS_PROMETHEUS_URL to a running server"
-        ) from None
+        raise prometheus.unreachable(e) from None
     except PrometheusApiClientException as e:
-        raise ToolError(
+        raise InvalidArgument(
             f"Prometheus refused the query: {_prometheus_message(e)}; fix the PromQL"
         ) from None
 
@@ -162,20 +99,6 @@ def _prometheus_message(error: Exception) -> str:
     return (match.group(1) if match else text).splitlines()[0][:300]
 
 
-async def _run(ctx: Context, fn, *args) -> Any:
-    app: AppContext = ctx.request_context.lifespan_context
-    if app.client is None:
-        raise ToolError(
-            "no Prometheus is configured; run `trainops up` or set TRAINOPS_PROMETHEUS_URL"
-        )
-
-    def call() -> Any:
-        with _prometheus_errors(app):
-            return fn(app.client, *args)
-
-    return await anyio.to_thread.run_sync(call)
-
-
 def _parse_time(value: str | None, default: datetime) -> datetime:
     if value is None:
         return default
@@ -184,7 +107,7 @@ def _parse_time(value: str | None, default: datetime) -> datetime:
             return datetime.fromtimestamp(float(value), UTC)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ToolError(
+        raise InvalidArgument(
             f"time {value!r}: use ISO 8601 (2026-11-22T10:00:00Z) or unix seconds"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -205,7 +128,7 @@ def _finite(value: float | None) -> float | None:
 
 
 def _register_tools(mcp: TrainopsMCP) -> None:
-    @mcp.tool(annotations=hints("PromQL instant query", read_only=True, idempotent=True))
+    @tool(mcp, hints("PromQL instant query", read_only=True, idempotent=True), errors=QUERY_ERRORS)
     async def prometheus_query(
         promql: Annotated[str, Field(min_length=1, max_length=4000)],
         ctx: Context,
@@ -241,9 +164,9 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 else None,
             )
 
-        return await _run(ctx, query)
+        return await upstream(ctx).run(query)
 
-    @mcp.tool(annotations=hints("PromQL range query", read_only=True, idempotent=True))
+    @tool(mcp, hints("PromQL range query", read_only=True, idempotent=True), errors=QUERY_ERRORS)
     async def prometheus_query_range(
         promql: Annotated[str, Field(min_length=1, max_length=4000)],
         start: str,
@@ -257,7 +180,7 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         begin = _parse_time(start, datetime.now(UTC))
         finish = _parse_time(end, datetime.now(UTC))
         if finish <= begin:
-            raise ToolError("end must be after start")
+            raise InvalidArgument("end must be after start")
 
         def query(client: Any) -> RangeResult:
             result = client.custom_query_range(promql, start_time=begin, end_time=finish, step=step)
@@ -284,9 +207,9 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 series=out, total_series=len(result), truncated=cut, note="; ".join(notes) or None
             )
 
-        return await _run(ctx, query)
+        return await upstream(ctx).run(query)
 
-    @mcp.tool(annotations=hints("List metric names", read_only=True, idempotent=True))
+    @tool(mcp, hints("List metric names", read_only=True, idempotent=True), errors=UNAVAILABLE)
     async def metrics_list(
         ctx: Context,
         match: Annotated[
@@ -300,9 +223,9 @@ def _register_tools(mcp: TrainopsMCP) -> None:
             names = sorted(n for n in client.all_metrics() if match is None or match in n)
             return MetricNames(names=names[:limit], total=len(names), truncated=len(names) > limit)
 
-        return await _run(ctx, fetch)
+        return await upstream(ctx).run(fetch)
 
-    @mcp.tool(annotations=hints("List scrape targets", read_only=True, idempotent=True))
+    @tool(mcp, hints("List scrape targets", read_only=True, idempotent=True), errors=UNAVAILABLE)
     async def targets_list(
         ctx: Context, limit: Annotated[int, Field(ge=1, le=1000)] = 100
     ) -> TargetList:
@@ -325,11 +248,11 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                 ],
             )
 
-        return await _run(ctx, fetch)
+        return await upstream(ctx).run(fetch)
 
-    @mcp.tool(annotations=hints("Job utilisation", read_only=True, idempotent=True))
+    @tool(mcp, hints("Job utilisation", read_only=True, idempotent=True), errors=UNAVAILABLE)
     async def jobs_utilization(
-        job_id: Annotated[str, Field(pattern=RFC1123_LABEL, max_length=63)],
+        job_id: Annotated[str, Field(pattern=RFC1123_LABEL, max_length=MAX_LABEL_LENGTH)],
         ctx: Context,
         start: Annotated[str | None, Field(description="Default: 6 hours before end.")] = None,
         end: Annotated[str | None, Field(description="Default: now.")] = None,
@@ -343,12 +266,12 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         finish = _parse_time(end, datetime.now(UTC))
         begin = _parse_time(start, finish - DEFAULT_WINDOW)
         if finish <= begin:
-            raise ToolError("end must be after start")
+            raise InvalidArgument("end must be after start")
 
         def measure(client: Any) -> JobUtilization:
             return _utilization(client, job_id, begin, finish, cpus_requested)
 
-        return await _run(ctx, measure)
+        return await upstream(ctx).run(measure)
 
 
 def _utilization(
@@ -363,14 +286,12 @@ def _utilization(
 
     answered: list[str] = []
     gpu = GpuUsage()
+    ours = f'{{{PromLabel.JOB_ID}="{job_id}"}}'
+    pods = f'{{pod=~"{job_id}-.*"}}'
     # Locally the job's own exporter reports NVML readings; on clusters DCGM's exporter does.
     sources = [
-        (
-            "trainops_gpu_utilization_ratio",
-            f'trainops_gpu_utilization_ratio{{job_id="{job_id}"}}',
-            1.0,
-        ),
-        ("DCGM_FI_DEV_GPU_UTIL", f'DCGM_FI_DEV_GPU_UTIL{{pod=~"{job_id}-.*"}}', 100.0),
+        (PromMetric.GPU_UTILIZATION, f"{PromMetric.GPU_UTILIZATION}{ours}", 1.0),
+        (PromMetric.DCGM_GPU_UTIL, f"{PromMetric.DCGM_GPU_UTIL}{pods}", 100.0),
     ]
     for name, selector, scale in sources:
         mean = scalar(f"avg(avg_over_time({selector}[{window}]))")
@@ -385,8 +306,8 @@ def _utilization(
         )
         break
     memory_sources = [
-        ("trainops_gpu_memory_bytes", f'trainops_gpu_memory_bytes{{job_id="{job_id}"}}'),
-        ("DCGM_FI_DEV_FB_USED", f'DCGM_FI_DEV_FB_USED{{pod=~"{job_id}-.*"}} * 1048576'),
+        (PromMetric.GPU_MEMORY, f"{PromMetric.GPU_MEMORY}{ours}"),
+        (PromMetric.DCGM_FB_USED, f"{PromMetric.DCGM_FB_USED}{pods} * 1048576"),  # MiB
     ]
     for name, selector in memory_sources:
         peak = scalar(f"max(max_over_time(({selector})[{window}:]))")
@@ -395,26 +316,21 @@ def _utilization(
             answered.append(name)
             break
 
-    cpu_selector = f'process_cpu_seconds_total{{job_id="{job_id}"}}'
-    cores = scalar(f"avg_over_time(sum(rate({cpu_selector}[1m]))[{window}:])")
+    cores = scalar(f"avg_over_time(sum(rate({PromMetric.PROCESS_CPU}{ours}[1m]))[{window}:])")
     cpu = CpuUsage()
     if cores is not None:
-        answered.append("process_cpu_seconds_total")
+        answered.append(PromMetric.PROCESS_CPU)
         cpu = CpuUsage(
             mean_cores_used=cores,
-            metric="process_cpu_seconds_total",
+            metric=PromMetric.PROCESS_CPU,
             mean_utilization=cores / cpus_requested if cpus_requested else None,
         )
-    rss = scalar(
-        f'max_over_time(sum(process_resident_memory_bytes{{job_id="{job_id}"}})[{window}:])'
-    )
+    rss = scalar(f"max_over_time(sum({PromMetric.PROCESS_RSS}{ours})[{window}:])")
     if rss is not None:
-        answered.append("process_resident_memory_bytes")
+        answered.append(PromMetric.PROCESS_RSS)
     # Every rank's exporter serves the step counter, so its sample count is the job's.
-    samples = (
-        scalar(f'sum(count_over_time(trainops_train_steps_total{{job_id="{job_id}"}}[{window}]))')
-        or 0.0
-    )
+    steps = counter_total(PromMetric.TRAIN_STEPS)
+    samples = scalar(f"sum(count_over_time({steps}{ours}[{window}]))") or 0.0
     no_data = samples == 0 and not answered
     note = None
     if no_data:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -9,15 +10,29 @@ import pytest
 import yaml
 
 from agent.stack import LocalStack
+from common.settings import Settings, load_settings
 from mcp_servers.kubernetes.local.store import JobStore
-from mcp_servers.settings import Settings, load_settings
 from tests.conftest import stack_settings
 from tests.support import REPO, clean_env
+
+REWORDING = REPO / "tests" / "rewording"
 
 
 @pytest.fixture()
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def servers_reword_their_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every agent test talks to MCP servers whose human text is reworded (error kinds and data
+    kept), so the suite proves the agent routes on kinds and typed fields, never on wording.
+    AGENT_TESTS_SERVER_WORDING=original runs it against the servers' own words instead."""
+    if os.environ.get("AGENT_TESTS_SERVER_WORDING") == "original":
+        return
+    monkeypatch.setenv("REWORD_SERVER_MESSAGES", "1")
+    paths = [str(REWORDING), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
 
 
 @pytest.fixture()

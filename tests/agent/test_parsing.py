@@ -113,3 +113,11 @@ def test_a_job_named_by_id_is_not_read_as_a_model_and_dataset() -> None:
 )
 def test_periods_with_fractions_become_hours(text: str, period: str) -> None:
     assert parse(text).period == period
+
+
+def test_every_model_and_dataset_of_the_vocabulary_has_words_the_parser_knows() -> None:
+    from agent.parsing.rules import DATASET_WORDS, MODEL_WORDS
+    from common.vocabulary import DATASETS, MODELS
+
+    assert sorted(name for name, _ in MODEL_WORDS) == sorted(MODELS)
+    assert sorted(name for name, _ in DATASET_WORDS) == sorted(DATASETS)

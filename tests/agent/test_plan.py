@@ -8,17 +8,18 @@ import pytest
 
 from agent.context import AgentContext
 from agent.nodes.plan import PlanRefused, job_spec
-from mcp_servers.settings import load_settings
+from agent.request import Request
+from common.settings import load_settings
 
 
 @pytest.fixture()
 def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AgentContext:
     monkeypatch.setenv("TRAINOPS_HOME", str(tmp_path))
-    return AgentContext(settings=load_settings(home=tmp_path), tools=None)
+    return AgentContext(settings=load_settings(home=tmp_path), tools=None)  # type: ignore[arg-type]
 
 
-def request(**slots) -> dict:
-    return {"intent": "train", "model": "resnet18", "dataset": "cifar10", **slots}
+def request(**slots) -> Request:
+    return Request(intent="train", model="resnet18", dataset="cifar10", **slots)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +34,7 @@ def request(**slots) -> dict:
 )
 def test_gpus_become_nodes_times_gpus_per_node(ctx, slots, nodes, per_node) -> None:
     spec = job_spec(request(**slots), ctx)
-    assert (spec["nodes"], spec["gpus_per_node"]) == (nodes, per_node)
+    assert (spec.nodes, spec.gpus_per_node) == (nodes, per_node)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +47,7 @@ def test_gpus_that_do_not_split_are_refused_not_rounded(ctx, slots, hint) -> Non
 
 
 def test_the_default_batch_fits_the_ranks_and_an_asked_one_is_kept(ctx) -> None:
-    assert job_spec(request(gpus=3), ctx)["batch_size"] == 255
-    assert "batch_size" not in job_spec(request(gpus=4), ctx)  # 256 splits: server default
-    assert job_spec(request(gpus=3, batch_size=96), ctx)["batch_size"] == 96
+    assert job_spec(request(gpus=3), ctx).batch_size == 255
+    fits = job_spec(request(gpus=4), ctx)
+    assert fits.batch_size == 256 and "batch_size" not in fits.model_fields_set  # the default
+    assert job_spec(request(gpus=3, batch_size=96), ctx).batch_size == 96

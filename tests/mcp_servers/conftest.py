@@ -1,18 +1,46 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from common.settings import Settings, load_settings
+from common.vocabulary import TERMINAL_PHASES
 from mcp_servers.kubernetes.local.backend import LocalBackend
 from mcp_servers.kubernetes.manifests import RenderContext, new_job_id, render
-from mcp_servers.kubernetes.schemas import TERMINAL_PHASES, JobStatus, TrainingJobSpec
+from mcp_servers.kubernetes.schemas import JobStatus, TrainingJobSpec
+from tests.support import clean_env
 
 
 @pytest.fixture()
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture()
+def settings_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Settings for a server object run in this process, with a home of the test's own and the
+    environment a test server process would get (jobs it starts inherit it)."""
+    for name in list(os.environ):
+        if name.startswith(("TRAINOPS_", "MLFLOW_", "AWS_", "PET_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TRAINOPS_HOME", str(tmp_path))
+    for name, value in clean_env().items():
+        if os.environ.get(name) != value:
+            monkeypatch.setenv(name, value)
+    # What the MLflow server sets for itself, restored after the test.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+    def make(**overrides: Any) -> Settings:
+        return load_settings(home=tmp_path, **overrides)
+
+    return make
 
 
 @dataclass(frozen=True)

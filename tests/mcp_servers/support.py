@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,11 @@ from typing import Any
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.fastmcp import FastMCP
+from mcp.shared.memory import create_connected_server_and_client_session
 
+from common.errors import ERROR_KIND_META, ErrorKind
+from common.settings import Settings
 from tests.support import REPO, Service, clean_env, free_port, http_ok, wait_for
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -31,6 +35,20 @@ async def stdio_session(
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
+        yield session
+
+
+@asynccontextmanager
+async def memory_session(
+    build: Callable[[Settings], FastMCP], settings: Settings, *, read_only: bool = False
+) -> AsyncIterator[ClientSession]:
+    """A client session to the server object in this process (the SDK's in-memory transport)."""
+    from mcp_servers.framework import hide_mutating_tools
+
+    server = build(settings)
+    if read_only:
+        hide_mutating_tools(server)
+    async with create_connected_server_and_client_session(server) as session:
         yield session
 
 
@@ -92,10 +110,20 @@ async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str,
 
 
 async def call_error(session: ClientSession, tool: str, **arguments: Any) -> str:
-    """The error text of a call that must fail."""
+    """The error text of a call that must fail (`kind: message`, one line)."""
+    return (await call_failure(session, tool, **arguments))[1]
+
+
+async def call_failure(
+    session: ClientSession, tool: str, **arguments: Any
+) -> tuple[ErrorKind, str]:
+    """The kind and text of a call that must fail; the text is one line that starts with it."""
     result = await session.call_tool(tool, arguments)
     assert result.isError, f"{tool} should have failed but returned {result.structuredContent}"
-    return result.content[0].text
+    text = result.content[0].text
+    kind = ErrorKind((result.meta or {})[ERROR_KIND_META])
+    assert text.startswith(f"{kind.value}: ") and "\n" not in text, text
+    return kind, text
 
 
 async def tool_snapshot(session: ClientSession) -> list[dict[str, Any]]:
@@ -108,6 +136,7 @@ async def tool_snapshot(session: ClientSession) -> list[dict[str, Any]]:
             "annotations": t.annotations.model_dump(exclude_none=True) if t.annotations else None,
             "inputSchema": t.inputSchema,
             "outputSchema": t.outputSchema,
+            "meta": t.meta,
         }
         for t in sorted(tools, key=lambda t: t.name)
     ]

@@ -11,10 +11,14 @@ import anyio
 import pytest
 from mlflow.entities import Metric
 
+from common.errors import ErrorKind
+from mcp_servers.mlflow.server import build_server
 from tests.mcp_servers.support import (
     assert_matches_golden,
     call,
     call_error,
+    call_failure,
+    memory_session,
     server_env,
     stdio_session,
     tool_snapshot,
@@ -29,8 +33,12 @@ def env_for(tmp_path: Path, url: str) -> dict[str, str]:
     return server_env(tmp_path, MLFLOW_TRACKING_URI=url)
 
 
-async def test_tool_list_matches_the_golden_snapshot(tmp_path: Path, mlflow_url: str) -> None:
-    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+async def test_tool_list_matches_the_golden_snapshot(
+    settings_for, tmp_path: Path, mlflow_url: str
+) -> None:
+    async with memory_session(
+        build_server, settings_for(mlflow_tracking_uri=mlflow_url)
+    ) as session:
         snapshot = await tool_snapshot(session)
     assert_matches_golden("mlflow_tools", snapshot, update=bool(os.environ.get("UPDATE_GOLDEN")))
 
@@ -85,7 +93,7 @@ async def test_the_jobs_run_reads_as_mlflow_holds_it(
 
 
 async def test_a_100000_point_metric_comes_back_within_max_points(
-    tmp_path: Path, mlflow_url: str, mlflow_client
+    settings_for, tmp_path: Path, mlflow_url: str, mlflow_client
 ) -> None:
     experiment = mlflow_client.create_experiment(f"bounds-{os.getpid()}-{tmp_path.name}")
     run_id = mlflow_client.create_run(experiment).info.run_id
@@ -100,7 +108,9 @@ async def test_a_100000_point_metric_comes_back_within_max_points(
 
     with ThreadPoolExecutor(4) as pool:  # MLflow takes 1000 points a batch
         list(pool.map(log, range(0, len(values), 1000)))
-    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+    async with memory_session(
+        build_server, settings_for(mlflow_tracking_uri=mlflow_url)
+    ) as session:
         history = await call(
             session, "runs_metric_history", run_id=run_id, key="loss", max_points=200
         )
@@ -115,7 +125,7 @@ async def test_a_100000_point_metric_comes_back_within_max_points(
 
 
 async def test_compare_cost_log_report_and_register(
-    tmp_path: Path, mlflow_url: str, mlflow_client, finished_job
+    settings_for, tmp_path: Path, mlflow_url: str, mlflow_client, finished_job
 ) -> None:
     job_run = mlflow_client.get_run(finished_job.run_id)
     other = mlflow_client.create_run(job_run.info.experiment_id, tags={"model": "mlp"})
@@ -131,7 +141,9 @@ async def test_compare_cost_log_report_and_register(
         "cpu_hours": 8.0,
         "rate_card": "default",
     }
-    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+    async with memory_session(
+        build_server, settings_for(mlflow_tracking_uri=mlflow_url)
+    ) as session:
         comparison = await call(
             session, "runs_compare", run_ids=[finished_job.run_id, other.info.run_id]
         )
@@ -181,30 +193,43 @@ async def test_compare_cost_log_report_and_register(
 
 
 async def test_bad_arguments_and_unknown_runs_are_one_line_errors(
-    tmp_path: Path, mlflow_url: str
+    settings_for, tmp_path: Path, mlflow_url: str
 ) -> None:
-    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+    async with memory_session(
+        build_server, settings_for(mlflow_tracking_uri=mlflow_url)
+    ) as session:
         missing = "0" * 32
-        assert "runs_search lists what exists" in await call_error(
-            session, "runs_get", run_id=missing
-        )
-        assert "run_id" in await call_error(session, "runs_get", run_id="not-a-run")
-        assert "max_results" in await call_error(session, "runs_search", max_results=5000)
-        assert "no experiment 'nope'" in await call_error(session, "runs_search", experiment="nope")
-        error = await call_error(session, "costs_report", since="last tuesday")
-        assert "use an ISO date" in error and "\n" not in error
+        cases = [
+            ("runs_get", {"run_id": missing}, ErrorKind.NOT_FOUND, "runs_search lists what"),
+            ("runs_get", {"run_id": "not-a-run"}, ErrorKind.INVALID_ARGUMENT, "run_id"),
+            ("runs_search", {"max_results": 5000}, ErrorKind.INVALID_ARGUMENT, "max_results"),
+            ("runs_search", {"experiment": "nope"}, ErrorKind.NOT_FOUND, "no experiment 'nope'"),
+            (
+                "runs_search",
+                {"filter": "metrics.x >>> 1"},
+                ErrorKind.INVALID_ARGUMENT,
+                "comparator",
+            ),
+            ("costs_report", {"since": "last tuesday"}, ErrorKind.INVALID_ARGUMENT, "ISO date"),
+            ("no_such_tool", {}, ErrorKind.NOT_FOUND, "unknown tool"),
+        ]
+        for tool, arguments, kind, text in cases:
+            got_kind, error = await call_failure(session, tool, **arguments)
+            assert (got_kind, text in error) == (kind, True), (tool, arguments, error)
 
 
-async def test_unreachable_mlflow_is_a_tool_error_naming_the_url(tmp_path: Path) -> None:
+async def test_unreachable_mlflow_is_a_tool_error_naming_the_url(
+    settings_for, tmp_path: Path
+) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    async with stdio_session(MODULE, env_for(tmp_path, url)) as session:
+    async with memory_session(build_server, settings_for(mlflow_tracking_uri=url)) as session:
         with anyio.fail_after(60):  # a guard against hanging, not a speed requirement
-            error = await call_error(session, "experiments_list")
-    assert url in error and "trainops up" in error
+            kind, error = await call_failure(session, "experiments_list")
+    assert kind == ErrorKind.UNAVAILABLE and url in error and "trainops up" in error
 
 
 async def test_a_diverged_run_reads_with_its_nan_named_not_as_an_error(
-    tmp_path: Path, mlflow_url: str, mlflow_client
+    settings_for, tmp_path: Path, mlflow_url: str, mlflow_client
 ) -> None:
     """JSON has no NaN: a run whose loss went NaN still reads, with the metric named."""
     experiment = mlflow_client.create_experiment(f"nan-{os.getpid()}-{tmp_path.name}")
@@ -215,7 +240,9 @@ async def test_a_diverged_run_reads_with_its_nan_named_not_as_an_error(
         metrics=[Metric("train_loss", v, 1_700_000_000_000 + i, i) for i, v in enumerate(losses)]
         + [Metric("val_accuracy", 0.5, 1_700_000_000_000, 0)],
     )
-    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+    async with memory_session(
+        build_server, settings_for(mlflow_tracking_uri=mlflow_url)
+    ) as session:
         run = await call(session, "runs_get", run_id=run_id)
         page = await call(session, "runs_search", experiment=str(experiment))
         history = await call(session, "runs_metric_history", run_id=run_id, key="train_loss")
@@ -228,11 +255,13 @@ async def test_a_diverged_run_reads_with_its_nan_named_not_as_an_error(
 
 
 async def test_repricing_a_run_makes_the_new_cost_its_latest_value(
-    tmp_path: Path, mlflow_url: str, mlflow_client
+    settings_for, tmp_path: Path, mlflow_url: str, mlflow_client
 ) -> None:
     experiment = mlflow_client.create_experiment(f"reprice-{os.getpid()}-{tmp_path.name}")
     run_id = mlflow_client.create_run(experiment).info.run_id
-    async with stdio_session(MODULE, env_for(tmp_path, mlflow_url)) as session:
+    async with memory_session(
+        build_server, settings_for(mlflow_tracking_uri=mlflow_url)
+    ) as session:
         for cost in (1.0, 1.0, 0.5):
             logged = await call(
                 session, "runs_cost_log", run_id=run_id, breakdown={"cost_usd": cost}

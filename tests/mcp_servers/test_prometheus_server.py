@@ -11,11 +11,14 @@ import anyio
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from common.errors import ErrorKind
+from mcp_servers.prometheus.server import build_server
 from tests.mcp_servers.support import (
     assert_matches_golden,
     call,
-    call_error,
+    call_failure,
     http_session,
+    memory_session,
     server_env,
     stdio_session,
     tool_snapshot,
@@ -41,8 +44,10 @@ def window(finished_job) -> dict[str, str]:
     }
 
 
-async def test_tool_list_matches_the_golden_snapshot(tmp_path: Path, stack) -> None:
-    async with stdio_session(MODULE, env_for(tmp_path, stack.prometheus_url)) as session:
+async def test_tool_list_matches_the_golden_snapshot(settings_for, tmp_path: Path, stack) -> None:
+    async with memory_session(
+        build_server, settings_for(prometheus_url=stack.prometheus_url)
+    ) as session:
         snapshot = await tool_snapshot(session)
     assert_matches_golden(
         "prometheus_tools", snapshot, update=bool(os.environ.get("UPDATE_GOLDEN"))
@@ -134,9 +139,11 @@ def wide_exporter(stack) -> Iterator[str]:
 
 
 async def test_a_10000_series_result_is_cut_with_a_note(
-    tmp_path: Path, stack, wide_exporter
+    settings_for, tmp_path: Path, stack, wide_exporter
 ) -> None:
-    async with stdio_session(MODULE, env_for(tmp_path, stack.prometheus_url)) as session:
+    async with memory_session(
+        build_server, settings_for(prometheus_url=stack.prometheus_url)
+    ) as session:
         result = await call(session, "prometheus_query", promql=wide_exporter, max_series=25)
         targets = await call(session, "targets_list")
     assert len(result["series"]) == 25 and result["total_series"] == 10_000
@@ -144,18 +151,23 @@ async def test_a_10000_series_result_is_cut_with_a_note(
     assert any(t["health"] == "up" for t in targets["targets"])
 
 
-async def test_bad_promql_and_a_down_prometheus_are_tool_errors(tmp_path: Path, stack) -> None:
-    async with stdio_session(MODULE, env_for(tmp_path, stack.prometheus_url)) as session:
-        error = await call_error(session, "prometheus_query", promql="sum(rate(")
-        assert "fix the PromQL" in error and "\n" not in error
-        assert "use ISO 8601" in await call_error(
+async def test_bad_promql_and_a_down_prometheus_are_tool_errors(
+    settings_for, tmp_path: Path, stack
+) -> None:
+    async with memory_session(
+        build_server, settings_for(prometheus_url=stack.prometheus_url)
+    ) as session:
+        kind, error = await call_failure(session, "prometheus_query", promql="sum(rate(")
+        assert kind == ErrorKind.INVALID_ARGUMENT and "fix the PromQL" in error
+        kind, error = await call_failure(
             session, "prometheus_query", promql="up", time="yesterday-ish"
         )
+        assert kind == ErrorKind.INVALID_ARGUMENT and "use ISO 8601" in error
     url = f"http://127.0.0.1:{free_port()}"
-    async with stdio_session(MODULE, env_for(tmp_path, url)) as session:
+    async with memory_session(build_server, settings_for(prometheus_url=url)) as session:
         with anyio.fail_after(60):  # a guard against hanging, not a speed requirement
-            error = await call_error(session, "jobs_utilization", job_id="cnn-mnist-0000")
-    assert url in error and "trainops up" in error
+            kind, error = await call_failure(session, "jobs_utilization", job_id="cnn-mnist-0000")
+    assert kind == ErrorKind.UNAVAILABLE and url in error and "trainops up" in error
 
 
 async def test_one_session_over_streamable_http(tmp_path: Path, stack) -> None:

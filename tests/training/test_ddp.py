@@ -49,5 +49,5 @@ def test_training_reduces_loss_and_beats_chance_on_digits(tmp_path) -> None:
     run = run_training(train_args("cnn", "digits", epochs=4, batch_size=64), nproc=2)
     assert run.returncode == 0, run.stderr[-3000:]
     epochs = [e for e in run.events if e["event"] == "epoch"]
-    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert epochs[-1]["metrics"]["train_loss"] < epochs[0]["metrics"]["train_loss"]
     assert run.event("done")["metrics"]["val_accuracy"] > 0.9

@@ -33,7 +33,7 @@ def test_nccl_ddp_trains_with_bf16_and_the_data_on_the_gpu() -> None:
     done = run.event("done")
     assert done["weights_in_sync"] and done["metrics"]["val_accuracy"] > 0.9
     assert done["cuda_graph"] is (gpus == 1)  # DDP steps stay eager
-    lrs = [e["lr"] for e in run.events if e["event"] == "epoch"]
+    lrs = [e["metrics"]["lr"] for e in run.events if e["event"] == "epoch"]
     assert lrs[0] > lrs[1], "the scheduler must reach the captured step's learning rate"
 
 

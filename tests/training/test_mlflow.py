@@ -62,7 +62,7 @@ def test_run_gets_config_metrics_tags_and_model(mlflow_url, mlflow_client, tmp_p
         history = mlflow_client.get_metric_history(mlflow_run.info.run_id, key)
         assert [m.step for m in history] == [1, 2]
         for point, event in zip(history, epochs, strict=True):
-            assert abs(point.value - event[key]) < 1e-5
+            assert abs(point.value - event["metrics"][key]) < 1e-5
     steps = mlflow_client.get_metric_history(mlflow_run.info.run_id, "train_loss_step")
     assert [m.step for m in steps] == list(range(2, 17, 2))  # 8 steps an epoch, every 2nd
 
@@ -104,7 +104,7 @@ def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
     runs = runs_of(mlflow_client, job_id, "test-outage")
     assert len(runs) == 1
     history = mlflow_client.get_metric_history(runs[0].info.run_id, "val_accuracy")
-    recorded = [e["val_accuracy"] for e in down.events if e["event"] == "epoch"]
+    recorded = [e["metrics"]["val_accuracy"] for e in down.events if e["event"] == "epoch"]
     assert [m.step for m in history] == [1, 2]
     assert [round(m.value, 6) for m in history] == recorded
     assert runs[0].info.status == "FINISHED"

@@ -23,7 +23,7 @@ def test_gpt_with_bf16_and_activation_checkpointing(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.event("start")["precision"] == "bf16"
     epochs = [e for e in run.events if e["event"] == "epoch"]
-    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert epochs[-1]["metrics"]["train_loss"] < epochs[0]["metrics"]["train_loss"]
     assert run.event("done")["metrics"]["val_perplexity"] < 256  # better than uniform guessing
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+from collections.abc import Callable
+from typing import IO
 
 import torch
 
@@ -34,8 +36,10 @@ def _unpack_archive(remote: RemoteFile, data: bytes, storage: Storage) -> None:
             name = wanted.get(member.name)
             if name is None or not member.isfile():
                 continue
-            blob = archive.extractfile(member).read()
-            storage.write_atomic(name, lambda f, blob=blob: f.write(blob))
+            extracted = archive.extractfile(member)
+            if extracted is None:
+                continue
+            storage.write_atomic(name, _writer(extracted.read()))
 
 
 def load_cifar10(cfg: TrainConfig) -> RawDataset:
@@ -67,3 +71,7 @@ def load_cifar10(cfg: TrainConfig) -> RawDataset:
     return RawDataset(
         train=read(_TRAIN_BATCHES), test=read((_TEST_BATCH,)), num_classes=10, horizontal_flip=True
     )
+
+
+def _writer(blob: bytes) -> Callable[[IO[bytes]], object]:
+    return lambda f: f.write(blob)

@@ -10,8 +10,9 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from common.errors import one_line
 from training.data.download import DownloadFailed, fetch_verified
-from training.errors import DatasetUnavailable, one_line
+from training.errors import DatasetUnavailable
 from training.storage import Storage, open_storage
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from common.errors import first_line
+from common.telemetry import MlflowTag
 from training.storage import Storage
 from training.telemetry.outbox import Outbox, RunRecord
 
@@ -144,9 +146,7 @@ class MlflowSink:
                         self._mark_unreachable(e)
                         return False
                     # MLflow refuses this write for good (e.g. a param changed on restart).
-                    self._warn(
-                        f"MLflow rejected a {record['op']} write ({_first_line(e)}); dropped"
-                    )
+                    self._warn(f"MLflow rejected a {record['op']} write ({first_line(e)}); dropped")
                 self.outbox.pop_first()
             if self._model is not None and not self._deliver_model():
                 return False
@@ -160,7 +160,7 @@ class MlflowSink:
     def _send(self, record: dict[str, Any]) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
-        run_id = self.record.run_id
+        run_id = self._run_id
         op = record["op"]
         if op == "metrics":
             metrics = [
@@ -182,16 +182,24 @@ class MlflowSink:
         elif op == "status":
             self.client.set_terminated(run_id, record["status"], end_time=record["timestamp"])
 
+    @property
+    def _run_id(self) -> str:
+        """The run writes go to (made by _ensure_run before anything is sent)."""
+        assert self.record.run_id is not None
+        return self.record.run_id
+
     def _deliver_model(self) -> bool:
+        if self._model is None:
+            return True
         try:
             self._send_model(*self._model)
         except self._errors as e:
             if self._is_unreachable(e):
                 self._mark_unreachable(e)
                 return False
-            self._warn(f"the final model could not be logged to MLflow ({_first_line(e)})")
+            self._warn(f"the final model could not be logged to MLflow ({first_line(e)})")
         except RuntimeError as e:  # torch.export could not trace the model
-            self._warn(f"the final model could not be exported for MLflow ({_first_line(e)})")
+            self._warn(f"the final model could not be exported for MLflow ({first_line(e)})")
         self._model = None
         return True
 
@@ -213,7 +221,7 @@ class MlflowSink:
         with torch.no_grad():
             output = model(input_example)
         # log_model files the model under the fluent API's experiment: point it at the run's.
-        run = self.client.get_run(self.record.run_id)
+        run = self.client.get_run(self._run_id)
         self._mlflow.set_tracking_uri(self.tracking_uri)
         self._mlflow.set_experiment(experiment_id=run.info.experiment_id)
         self._mlflow.pytorch.log_model(
@@ -236,13 +244,13 @@ class MlflowSink:
         if self.job_id:
             found = self.client.search_runs(
                 [experiment_id],
-                filter_string=f"tags.`trainops.job_id` = '{self.job_id}'",
+                filter_string=f"tags.`{MlflowTag.JOB_ID}` = '{self.job_id}'",
                 max_results=1,
                 order_by=["attributes.start_time DESC"],
             )
             run = found[0] if found else None
         if run is None:
-            tags = {"trainops.job_id": self.job_id} if self.job_id else {}
+            tags = {MlflowTag.JOB_ID: self.job_id} if self.job_id else {}
             run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
         self.record.run_id = run.info.run_id
         self.record.save()
@@ -263,13 +271,8 @@ class MlflowSink:
     def _mark_unreachable(self, error: BaseException) -> None:
         if self._reachable:
             message = (
-                f"MLflow at {self.tracking_uri} is unreachable ({_first_line(error)}); training "
+                f"MLflow at {self.tracking_uri} is unreachable ({first_line(error)}); training "
                 f"goes on and metrics wait in {self.outbox.where}"
             )
             self._warn(message)
         self._reachable = False
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from common.telemetry import PromLabel, PromMetric
+
 log = logging.getLogger(__name__)
 
 STEP_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -35,7 +37,7 @@ class PrometheusExporter:
         self.port = port
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
-        labels = {"job_id": job_id, "rank": str(rank)}
+        labels = {PromLabel.JOB_ID: job_id, PromLabel.RANK: str(rank)}
         names = list(labels)
 
         def child(metric: Any) -> Any:
@@ -43,28 +45,28 @@ class PrometheusExporter:
 
         r = self.registry
         self.steps = child(
-            Counter("trainops_train_steps", "Optimizer steps taken", names, registry=r)
+            Counter(PromMetric.TRAIN_STEPS, "Optimizer steps taken", names, registry=r)
         )
         self.samples = child(
             Counter(
-                "trainops_train_samples",
+                PromMetric.TRAIN_SAMPLES,
                 "Training samples processed by this rank",
                 names,
                 registry=r,
             )
         )
-        self.loss = child(Gauge("trainops_train_loss", "Recent training loss", names, registry=r))
-        self.epoch = child(Gauge("trainops_train_epoch", "Epochs completed", names, registry=r))
+        self.loss = child(Gauge(PromMetric.TRAIN_LOSS, "Recent training loss", names, registry=r))
+        self.epoch = child(Gauge(PromMetric.TRAIN_EPOCH, "Epochs completed", names, registry=r))
         self.step_seconds = child(
             Histogram(
-                "trainops_step_seconds",
+                PromMetric.STEP_SECONDS,
                 "Wall time per optimizer step",
                 names,
                 buckets=STEP_SECONDS_BUCKETS,
                 registry=r,
             )
         )
-        self.lr = child(Gauge("trainops_learning_rate", "Current learning rate", names, registry=r))
+        self.lr = child(Gauge(PromMetric.LEARNING_RATE, "Current learning rate", names, registry=r))
         if device.type == "cuda":
             r.register(GpuCollector(device, labels))
         self._server: Any = None
@@ -120,11 +122,11 @@ class GpuCollector:
 
         names, values = list(self.labels), list(self.labels.values())
         memory = GaugeMetricFamily(
-            "trainops_gpu_memory_bytes", "GPU memory in use on this rank's device", labels=names
+            PromMetric.GPU_MEMORY, "GPU memory in use on this rank's device", labels=names
         )
         if self.nvml:
             utilization = GaugeMetricFamily(
-                "trainops_gpu_utilization_ratio",
+                PromMetric.GPU_UTILIZATION,
                 "Fraction of the last sample period the GPU was busy (NVML)",
                 labels=names,
             )

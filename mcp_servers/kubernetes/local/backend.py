@@ -1,7 +1,9 @@
 """The local backend: rendered manifests run as processes on this machine, one supervisor per job.
 
 The server is stateless: each call reads the job folders the supervisors keep up to date, so a
-restarted server (or a second one) sees every job as it is.
+restarted server (or a second one) sees every job as it is. A job's status is its supervisor's
+to write; the server writes a job folder only when it creates the job or cancels it, and reads
+change nothing (a job whose supervisor died is reported Failed, as it stands on disk).
 """
 
 from __future__ import annotations
@@ -15,36 +17,40 @@ from pathlib import Path
 import anyio
 import watchfiles
 
-from mcp_servers.kubernetes.backend import JobError, JobExists, JobNotFound
+from common.errors import NotFound
+from common.settings import Settings
+from common.vocabulary import TERMINAL_PHASES, Phase
+from mcp_servers.kubernetes.backend import JobExists, JobNotFound, JobRefused
 from mcp_servers.kubernetes.local.capacity import alive, node_capacity
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
 from mcp_servers.kubernetes.local.store import STATUS, JobDir, JobStore, LocalJobState, now
 from mcp_servers.kubernetes.manifests import Manifest
 from mcp_servers.kubernetes.progress import last_progress, read_tail
 from mcp_servers.kubernetes.schemas import (
-    TERMINAL_PHASES,
+    BackendName,
     Capacity,
     CreateResult,
+    JobEvent,
     JobEvents,
     JobList,
     JobStatus,
     JobSummary,
     LogTail,
-    Phase,
     ReplicaStatus,
     TrainingJobSpec,
+    TrainingProgress,
 )
 from mcp_servers.kubernetes.summary import job_message
-from mcp_servers.settings import Settings
 
 MAX_LOG_CHARS = 64_000
 CANCEL_TIMEOUT_S = 30.0
+SUPERVISOR_LOST = "SupervisorLost"
 # A supervisor that has not recorded itself this long after creation did not start.
 SUPERVISOR_START_TIMEOUT_S = 60.0
 
 
 class LocalBackend:
-    name = "local"
+    name: BackendName = "local"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -77,7 +83,7 @@ class LocalBackend:
             )
             cap = self.settings.kubernetes.max_concurrent_jobs
             if active >= cap:
-                raise JobError(
+                raise JobRefused(
                     f"{active} jobs are already active and the cap is {cap}; wait for one to "
                     "finish or cancel one with training_jobs_delete"
                 )
@@ -132,24 +138,21 @@ class LocalBackend:
         return job
 
     def _state(self, job: JobDir) -> LocalJobState:
-        """The recorded state, corrected when its supervisor died without finishing the job."""
+        """The recorded state; a job whose supervisor died before finishing it reads as Failed
+        (derived, not written: the folder stays as the supervisor left it)."""
         state = job.read_state()
         if state.phase in TERMINAL_PHASES:
             return state
         started_long_ago = (now() - state.created_at).total_seconds() > SUPERVISOR_START_TIMEOUT_S
         if alive(state.supervisor) or (state.supervisor is None and not started_long_ago):
             return state
-        with self.store.lock():
-            state = job.read_state()
-            if state.phase not in TERMINAL_PHASES and not alive(state.supervisor):
-                state.phase = "Failed"
-                state.reason = "SupervisorLost"
-                state.message = f"the job's supervisor stopped; see {job.path / 'supervisor.log'}"
-                state.completion_time = now()
-                state.set_condition("Failed", state.reason, state.message)
-                job.write_state(state)
-                job.add_event("Warning", state.reason, state.message)
-        return state
+        lost = state.model_copy(deep=True)
+        lost.phase = "Failed"
+        lost.reason = SUPERVISOR_LOST
+        lost.message = f"the job's supervisor stopped; see {job.path / 'supervisor.log'}"
+        lost.completion_time = job.state_written_at()
+        lost.set_condition("Failed", lost.reason, lost.message, at=lost.completion_time)
+        return lost
 
     def get(self, job_id: str) -> JobStatus:
         job = self._job(job_id)
@@ -163,15 +166,7 @@ class LocalBackend:
             namespace=state.namespace,
             backend="local",
             phase=state.phase,
-            message=job_message(
-                state.phase,
-                state.reason,
-                state.message,
-                progress,
-                state.restarts,
-                state.start_time,
-                state.completion_time,
-            ),
+            message=_message(state, progress),
             conditions=state.conditions,
             replicas=[
                 ReplicaStatus(**r.model_dump(include=set(ReplicaStatus.model_fields)))
@@ -228,21 +223,24 @@ class LocalBackend:
                     model=spec.get("model"),
                     dataset=spec.get("dataset"),
                     created_at=state.created_at,
-                    message=job_message(
-                        state.phase,
-                        state.reason,
-                        state.message,
-                        None,
-                        state.restarts,
-                        state.start_time,
-                        state.completion_time,
-                    ),
+                    message=_message(state, None),
                 )
             )
         return JobList(jobs=summaries, total=len(states))
 
     def events(self, job_id: str, limit: int) -> JobEvents:
-        return JobEvents(job_id=job_id, events=self._job(job_id).read_events(limit))
+        job = self._job(job_id)
+        events = job.read_events(limit)
+        state = self._state(job)
+        if state.reason == SUPERVISOR_LOST and state.completion_time is not None:
+            lost = JobEvent(
+                time=state.completion_time,
+                type="Warning",
+                reason=SUPERVISOR_LOST,
+                message=state.message,
+            )
+            events = [*events, lost][-limit:]
+        return JobEvents(job_id=job_id, events=events)
 
     def logs(
         self, job_id: str, replica: str | None, tail_lines: int, contains: str | None
@@ -252,7 +250,7 @@ class LocalBackend:
         names = [r.name for r in state.replicas]
         replica = replica or (names[0] if names else "trainer-0")
         if replica not in names:
-            raise JobError(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
+            raise NotFound(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
         window = 20_000 if contains else tail_lines
         lines, truncated = read_tail(job.log_file(replica), max_lines=window)
         if contains:
@@ -275,10 +273,10 @@ class LocalBackend:
         job = self._job(job_id)
         labels = job.read_manifest().get("metadata", {}).get("labels", {})
         if labels.get("app.kubernetes.io/managed-by") != "trainops":
-            raise JobError(f"job {job_id} is not managed by trainops; it is left alone")
+            raise JobRefused(f"job {job_id} is not managed by trainops; it is left alone")
         state = self._state(job)
         if state.phase not in TERMINAL_PHASES:
-            if alive(state.supervisor):
+            if state.supervisor is not None and alive(state.supervisor):
                 os.kill(state.supervisor.pid, signal.SIGTERM)
                 await self._wait_until_finished(job_id, CANCEL_TIMEOUT_S)
             await anyio.to_thread.run_sync(self._force_cancel, job)
@@ -311,3 +309,15 @@ class LocalBackend:
                 "Warning", "Cancelled", "cancelled on request (supervisor did not answer)"
             )
         (self.settings.prometheus_targets_dir / f"{job.job_id}.json").unlink(missing_ok=True)
+
+
+def _message(state: LocalJobState, progress: TrainingProgress | None) -> str:
+    return job_message(
+        state.phase,
+        state.reason,
+        state.message,
+        progress,
+        state.restarts,
+        state.start_time,
+        state.completion_time,
+    )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psutil
 
 from mcp_servers.kubernetes.local.store import JobStore, ProcessRef
-from mcp_servers.kubernetes.schemas import NodeCapacity, Resources
+from mcp_servers.kubernetes.schemas import NodeCapacity, ResourceAmounts
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,10 @@ def node_capacity(store: JobStore) -> NodeCapacity:
     used = reservations(store)
     return NodeCapacity(
         name=socket.gethostname(),
-        allocatable=Resources(
+        allocatable=ResourceAmounts(
             cpus=machine.cpus, memory_bytes=machine.memory_bytes, gpus=len(machine.gpu_ids)
         ),
-        free=Resources(
+        free=ResourceAmounts(
             cpus=max(0.0, machine.cpus - used.cpus),
             memory_bytes=max(0, machine.memory_bytes - used.memory_bytes),
             gpus=len(set(machine.gpu_ids) - used.gpu_ids),

@@ -25,7 +25,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel
 
-from mcp_servers.kubernetes.schemas import Condition, JobEvent, Phase, ReplicaStatus, Resources
+from common.files import write_atomic
+from common.vocabulary import Phase
+from mcp_servers.kubernetes.schemas import Condition, JobEvent, ReplicaStatus, ResourceAmounts
 
 MANIFEST = "manifest.yaml"
 SPEC = "spec.json"
@@ -61,12 +63,14 @@ class LocalJobState(BaseModel):
     completion_time: datetime | None = None
     restarts: int = 0
     replicas: list[LocalReplica] = []
-    reserved: Resources | None = None
+    reserved: ResourceAmounts | None = None
     gpu_ids: list[int] = []
     supervisor: ProcessRef | None = None
     conditions: list[Condition] = []
 
-    def set_condition(self, type_: str, reason: str, message: str = "") -> None:
+    def set_condition(
+        self, type_: str, reason: str, message: str = "", at: datetime | None = None
+    ) -> None:
         """Make `type_` the one true condition (like the Training Operator's job conditions)."""
         for condition in self.conditions:
             condition.status = "False"
@@ -77,7 +81,7 @@ class LocalJobState(BaseModel):
                 status="True",
                 reason=reason,
                 message=message,
-                last_transition_time=now(),
+                last_transition_time=at or now(),
             )
         )
 
@@ -102,6 +106,10 @@ class JobDir:
 
     def read_state(self) -> LocalJobState:
         return LocalJobState.model_validate_json((self.path / STATUS).read_text())
+
+    def state_written_at(self) -> datetime:
+        """When status.json was last written (by the supervisor, or at creation)."""
+        return datetime.fromtimestamp((self.path / STATUS).stat().st_mtime, UTC)
 
     def write_state(self, state: LocalJobState) -> None:
         write_atomic(self.path / STATUS, state.model_dump_json(indent=1))
@@ -174,17 +182,3 @@ class JobStore:
         JobDir(staging).add_event("Normal", "Created", f"{state.kind} {state.job_id} created")
         os.rename(staging, job.path)  # the job appears whole or not at all
         return job
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temp)
-        raise

@@ -22,6 +22,11 @@ from pathlib import Path
 
 import psutil
 
+from common.files import write_atomic
+from common.net import free_port
+from common.settings import Settings, load_settings
+from common.telemetry import PromLabel
+from common.vocabulary import INSUFFICIENT_RESOURCES, UNSCHEDULABLE
 from mcp_servers.kubernetes.local.capacity import Machine, reservations, this_machine
 from mcp_servers.kubernetes.local.processes import (
     REPLICA_MARKER,
@@ -46,8 +51,7 @@ from mcp_servers.kubernetes.local.workload import (
     workload_from_manifest,
 )
 from mcp_servers.kubernetes.progress import last_error_line
-from mcp_servers.kubernetes.schemas import Resources
-from mcp_servers.settings import Settings, load_settings
+from mcp_servers.kubernetes.schemas import ResourceAmounts
 
 log = logging.getLogger("trainops.supervisor")
 
@@ -151,7 +155,7 @@ class Supervisor:
 
     def _schedule(self) -> bool:
         """Reserve this machine's resources for the job if they are free (under a global lock)."""
-        need = Resources(
+        need = ResourceAmounts(
             cpus=self.workload.cpus,
             memory_bytes=self.workload.memory_bytes,
             gpus=self.workload.gpus,
@@ -160,14 +164,15 @@ class Supervisor:
             machine = this_machine()
             used = reservations(self.store, exclude=self.job.job_id)
             free_gpus = sorted(set(machine.gpu_ids) - used.gpu_ids)
-            free = Resources(
+            free = ResourceAmounts(
                 cpus=machine.cpus - used.cpus,
                 memory_bytes=machine.memory_bytes - used.memory_bytes,
                 gpus=len(free_gpus),
             )
-            shortfall = _shortfall(need, free, machine)
+            never = _never_fits(need, machine)
+            shortfall = never or _shortfall(need, free)
             if shortfall:
-                self._unschedulable(shortfall)
+                self._unschedulable(UNSCHEDULABLE if never else INSUFFICIENT_RESOURCES, shortfall)
                 return False
             self.state.reserved = need
             self.state.gpu_ids = free_gpus[: need.gpus]
@@ -185,25 +190,25 @@ class Supervisor:
         )
         return True
 
-    def _unschedulable(self, shortfall: str) -> None:
+    def _unschedulable(self, reason: str, shortfall: str) -> None:
         if shortfall != self._last_schedule_message:
             self._last_schedule_message = shortfall
-            self.state.reason = "Unschedulable"
+            self.state.reason = reason
             self.state.message = shortfall
-            self.state.set_condition("Created", "Unschedulable", shortfall)
+            self.state.set_condition("Created", reason, shortfall)
             self._save()
             self.job.add_event("Warning", "FailedScheduling", shortfall)
 
     # -- replicas --------------------------------------------------------------------------
 
     def _start_all(self) -> None:
-        master_port = _free_port()
+        master_port = free_port()
         gpu_ids = list(self.state.gpu_ids)
         for plan in self.workload.replicas:
             replica = self._replica(plan.name)
             gpus, gpu_ids = gpu_ids[: plan.pod.gpus], gpu_ids[plan.pod.gpus :]
             procs = max(plan.pod.gpus, 1)
-            ports = [_free_port() for _ in range(procs)]
+            ports = [free_port() for _ in range(procs)]
             env = self._env(plan, master_port, ports, gpus)
             command = self._command(plan)
             log_path = self.job.log_file(plan.name)
@@ -404,18 +409,16 @@ class Supervisor:
             {
                 "targets": [f"127.0.0.1:{port}" for port in r.metrics_ports],
                 "labels": {
-                    "job_id": self.job.job_id,
-                    "namespace": self.state.namespace,
-                    "replica": r.name,
+                    PromLabel.JOB_ID: self.job.job_id,
+                    PromLabel.NAMESPACE: self.state.namespace,
+                    PromLabel.REPLICA: r.name,
                 },
             }
             for r in self.state.replicas
             if r.phase == "Running" and r.metrics_ports
         ]
         self._targets_file.parent.mkdir(parents=True, exist_ok=True)
-        temp = self._targets_file.with_suffix(".tmp")
-        temp.write_text(json.dumps(groups))
-        os.replace(temp, self._targets_file)
+        write_atomic(self._targets_file, json.dumps(groups))
 
     def _deadline_remaining(self) -> float | None:
         limit = self.workload.active_deadline_seconds
@@ -438,19 +441,25 @@ class Supervisor:
         self.job.write_state(self.state)
 
 
-def _shortfall(need: Resources, free: Resources, machine: Machine) -> str:
-    """What the job lacks, in words; empty when it fits."""
-    gib = 2**30
+def _never_fits(need: ResourceAmounts, machine: Machine) -> str:
+    """Why the job can never run here, in words; empty when this machine could hold it."""
     if (
         need.gpus > len(machine.gpu_ids)
         or need.cpus > machine.cpus + 1e-9
         or need.memory_bytes > machine.memory_bytes
     ):
+        gib = 2**30
         return (
             f"never fits this machine: needs {need.cpus:g} CPUs, {need.memory_bytes / gib:.1f} GiB "
             f"memory and {need.gpus} GPUs; it has {machine.cpus:g} CPUs, "
             f"{machine.memory_bytes / gib:.1f} GiB and {len(machine.gpu_ids)} GPUs"
         )
+    return ""
+
+
+def _shortfall(need: ResourceAmounts, free: ResourceAmounts) -> str:
+    """What the job lacks of what is free now, in words; empty when it fits."""
+    gib = 2**30
     lacking = []
     if need.gpus > free.gpus:
         lacking.append(f"{need.gpus} GPUs, {free.gpus} free")
@@ -460,12 +469,6 @@ def _shortfall(need: Resources, free: Resources, machine: Machine) -> str:
         free_gib = max(free.memory_bytes, 0) / gib
         lacking.append(f"{need.memory_bytes / gib:.1f} GiB memory, {free_gib:.1f} GiB free")
     return "needs " + "; ".join(lacking) if lacking else ""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp_servers.quantities import parse_bytes, parse_cpu
+from common.quantities import parse_bytes, parse_cpu
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,9 @@ def workload_from_manifest(manifest: dict[str, Any]) -> Workload:
         )
     if kind == "TrainJob":
         trainer = spec["trainer"]
-        override = next(iter(spec.get("podSpecOverrides", [])), {})
+        override: dict[str, Any] = next(iter(spec.get("podSpecOverrides", [])), {})
         volumes = {v["name"]: v for v in override.get("volumes", [])}
-        container = next(iter(override.get("containers", [])), {})
+        container: dict[str, Any] = next(iter(override.get("containers", [])), {})
         resources = trainer.get("resourcesPerNode", {})
         pod = PodPlan(
             container_name="node",

@@ -9,9 +9,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from common.settings import KubernetesPolicy
 from mcp_servers.kubernetes.manifests import RenderContext, render
 from mcp_servers.kubernetes.schemas import TrainingJobSpec
-from mcp_servers.settings import KubernetesPolicy
 from tests.support import REPO
 
 CRDS = REPO.parent / "shared" / "crds"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -10,13 +11,16 @@ import psutil
 import pytest
 
 from agent.stack import LocalStack
-from mcp_servers.kubernetes.local.processes import job_processes
+from common.errors import ErrorKind
+from mcp_servers.kubernetes.local.processes import job_processes, terminate
+from mcp_servers.kubernetes.server import build_server
 from tests.conftest import stack_settings
 from tests.mcp_servers.support import (
     assert_matches_golden,
     call,
-    call_error,
+    call_failure,
     http_session,
+    memory_session,
     server_env,
     start_http_server,
     stdio_session,
@@ -48,8 +52,8 @@ async def wait_until(session, job_id: str, phases: set[str], timeout: float = 18
     return status
 
 
-async def test_tool_list_matches_the_golden_snapshot(tmp_path: Path) -> None:
-    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+async def test_tool_list_matches_the_golden_snapshot(settings_for, tmp_path: Path) -> None:
+    async with memory_session(build_server, settings_for()) as session:
         snapshot = await tool_snapshot(session)
     assert_matches_golden(
         "kubernetes_tools", snapshot, update=bool(os.environ.get("UPDATE_GOLDEN"))
@@ -59,13 +63,13 @@ async def test_tool_list_matches_the_golden_snapshot(tmp_path: Path) -> None:
         assert {"readOnlyHint", "destructiveHint", "idempotentHint"} <= set(tool["annotations"])
 
 
-async def test_read_only_hides_every_mutating_tool(tmp_path: Path) -> None:
-    async with stdio_session(MODULE, server_env(tmp_path), "--read-only") as session:
+async def test_read_only_hides_every_mutating_tool(settings_for) -> None:
+    async with memory_session(build_server, settings_for(), read_only=True) as session:
         names = {t.name for t in (await session.list_tools()).tools}
         assert "training_jobs_create" not in names and "training_jobs_delete" not in names
         assert {"training_jobs_get", "manifests_render", "cluster_capacity"} <= names
-        error = await call_error(session, "training_jobs_create", spec=smoke_spec())
-        assert "Unknown tool" in error
+        kind, error = await call_failure(session, "training_jobs_create", spec=smoke_spec())
+        assert kind == ErrorKind.NOT_FOUND and "unknown tool 'training_jobs_create'" in error
 
 
 async def test_two_replica_pytorchjob_runs_to_success_across_a_server_restart(
@@ -108,6 +112,7 @@ async def test_two_replica_pytorchjob_runs_to_success_across_a_server_restart(
 
 
 async def test_prometheus_scrapes_a_running_job_then_cancel_stops_every_process(
+    settings_for,
     tmp_path: Path,
 ) -> None:
     # A Prometheus of this test's own home, so that it watches this home's file_sd folder.
@@ -115,7 +120,7 @@ async def test_prometheus_scrapes_a_running_job_then_cancel_stops_every_process(
     prometheus_url = local.up(("prometheus",))[0].url
     targets = local.settings.prometheus_targets_dir
     try:
-        async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        async with memory_session(build_server, settings_for()) as session:
             created = await call(
                 session, "training_jobs_create", spec=smoke_spec(nodes=2, epochs=500)
             )
@@ -155,8 +160,10 @@ async def test_prometheus_scrapes_a_running_job_then_cancel_stops_every_process(
         local.down(("prometheus",))
 
 
-async def test_a_killed_replica_is_restarted_and_the_job_resumes_to_success(tmp_path: Path) -> None:
-    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+async def test_a_killed_replica_is_restarted_and_the_job_resumes_to_success(
+    settings_for, tmp_path: Path
+) -> None:
+    async with memory_session(build_server, settings_for()) as session:
         spec = smoke_spec(nodes=2, epochs=6, smoke_test=False, backoff_limit=2)
         job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
         await wait_until(session, job_id, {"Running"})
@@ -186,24 +193,27 @@ def _get_progress(home: Path, job_id: str) -> int | None:
 
 
 async def test_same_idempotency_key_twice_is_one_job_and_the_concurrency_cap_holds(
-    tmp_path: Path,
+    settings_for,
 ) -> None:
-    env = server_env(tmp_path, TRAINOPS_KUBERNETES__MAX_CONCURRENT_JOBS="1")
-    async with stdio_session(MODULE, env) as session:
+    settings = settings_for()
+    settings.kubernetes.max_concurrent_jobs = 1
+    async with memory_session(build_server, settings) as session:
         spec = smoke_spec(epochs=500, idempotency_key="thread-42/request-1")
         first = await call(session, "training_jobs_create", spec=spec)
         second = await call(session, "training_jobs_create", spec=spec)
         assert second["job_id"] == first["job_id"]
         assert first["created"] and not second["created"]
         other = smoke_spec(epochs=500, idempotency_key="thread-42/request-2")
-        error = await call_error(session, "training_jobs_create", spec=other)
-        assert "1 jobs are already active and the cap is 1" in error
+        kind, error = await call_failure(session, "training_jobs_create", spec=other)
+        assert kind == ErrorKind.REFUSED and "1 jobs are already active and the cap is 1" in error
         assert (await call(session, "training_jobs_list"))["total"] == 1
         await call(session, "training_jobs_delete", job_id=first["job_id"])
 
 
-async def test_a_job_that_does_not_fit_stays_pending_with_the_reason(tmp_path: Path) -> None:
-    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+async def test_a_job_that_does_not_fit_stays_pending_with_the_reason(
+    settings_for, tmp_path: Path
+) -> None:
+    async with memory_session(build_server, settings_for()) as session:
         cpus = psutil.cpu_count() * 4
         job_id = (await call(session, "training_jobs_create", spec=smoke_spec(cpus=cpus)))["job_id"]
         status = await call(session, "training_jobs_wait", job_id=job_id, timeout_s=5)
@@ -218,8 +228,10 @@ async def test_a_job_that_does_not_fit_stays_pending_with_the_reason(tmp_path: P
         assert (await call(session, "training_jobs_delete", job_id=job_id))["phase"] == "Cancelled"
 
 
-async def test_failing_job_retries_up_to_the_backoff_limit_then_says_why(tmp_path: Path) -> None:
-    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+async def test_failing_job_retries_up_to_the_backoff_limit_then_says_why(
+    settings_for, tmp_path: Path
+) -> None:
+    async with memory_session(build_server, settings_for()) as session:
         spec = smoke_spec(dataset="mnist", extra_args=["--no-download"], backoff_limit=1)
         job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
         failed = await wait_until(session, job_id, {"Failed"})
@@ -228,8 +240,8 @@ async def test_failing_job_retries_up_to_the_backoff_limit_then_says_why(tmp_pat
         assert "mnist is not available" in failed["message"]  # the job's own error line
 
 
-async def test_deadline_fails_a_job_that_runs_too_long(tmp_path: Path) -> None:
-    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+async def test_deadline_fails_a_job_that_runs_too_long(settings_for, tmp_path: Path) -> None:
+    async with memory_session(build_server, settings_for()) as session:
         spec = smoke_spec(epochs=5000, active_deadline_seconds=1)
         job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
         failed = await wait_until(session, job_id, {"Failed"})
@@ -237,8 +249,8 @@ async def test_deadline_fails_a_job_that_runs_too_long(tmp_path: Path) -> None:
         assert job_processes(job_id) == []
 
 
-async def test_a_replica_over_its_memory_limit_is_oomkilled(tmp_path: Path) -> None:
-    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+async def test_a_replica_over_its_memory_limit_is_oomkilled(settings_for, tmp_path: Path) -> None:
+    async with memory_session(build_server, settings_for()) as session:
         spec = smoke_spec(memory="64Mi", backoff_limit=0)  # importing torch alone takes more
         job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
         failed = await wait_until(session, job_id, {"Failed"})
@@ -250,53 +262,98 @@ async def test_a_replica_over_its_memory_limit_is_oomkilled(tmp_path: Path) -> N
         assert job_processes(job_id) == []
 
 
+INVALID, REFUSED = ErrorKind.INVALID_ARGUMENT, ErrorKind.REFUSED
 BAD_SPECS = [
-    ({"epochs": -1}, "spec.epochs: Input should be greater than or equal to 1"),
-    ({"nodes": 1, "gpus_per_node": 10_000}, "exceeds the cap of 16 GPUs per job"),
-    ({"namespace": "kube-system"}, "namespace 'kube-system' is not allowed"),
-    ({"image": "docker.io/evil/miner:latest"}, "is not from an allowed registry"),
-    ({"name": "MyJob"}, "spec.name: String should match pattern"),
-    ({"nodes": 40}, "exceeds the cap of 16"),
-    ({"extra_args": ["--bogus"]}, "unrecognized arguments: --bogus"),
-    ({"extra_args": ["--model", "mlp"]}, "set from the spec's own fields"),
-    ({"env": {"MASTER_ADDR": "evil"}}, "MASTER_ADDR is set by trainops itself"),
-    ({"model": "gpt"}, "trains on token data"),
-    ({"memory": "lots"}, "spec.memory"),
-    ({"unknown_field": 1}, "spec.unknown_field: Extra inputs are not permitted"),
-    ({"extra_args": ["--mod", "mlp", "--epoch", "99999"]}, "unrecognized arguments: --mod"),
-    ({"kind": "Job", "nodes": 2}, "a Job runs one replica"),
-    ({"kind": "TrainJob", "backoff_limit": 1}, "takes its retries and deadline from its"),
-    ({"nodes": 3, "batch_size": 64}, "batch_size 64 does not split over 3 ranks"),
-    ({"env": {"LD_PRELOAD": "/tmp/x.so"}}, "LD_PRELOAD would change what code the job runs"),
-    ({"env": {"PYTHONPATH": "/tmp"}}, "PYTHONPATH would change what code the job runs"),
+    ({"epochs": -1}, INVALID, "spec.epochs: Input should be greater than or equal to 1"),
+    ({"nodes": 1, "gpus_per_node": 10_000}, REFUSED, "exceeds the cap of 16 GPUs per job"),
+    ({"namespace": "kube-system"}, REFUSED, "namespace 'kube-system' is not allowed"),
+    ({"image": "docker.io/evil/miner:latest"}, REFUSED, "is not from an allowed registry"),
+    ({"name": "MyJob"}, INVALID, "spec.name: String should match pattern"),
+    ({"nodes": 40}, REFUSED, "exceeds the cap of 16"),
+    ({"extra_args": ["--bogus"]}, INVALID, "unrecognized arguments: --bogus"),
+    ({"extra_args": ["--model", "mlp"]}, INVALID, "set from the spec's own fields"),
+    ({"env": {"MASTER_ADDR": "evil"}}, INVALID, "MASTER_ADDR is set by trainops itself"),
+    ({"model": "gpt"}, INVALID, "trains on token data"),
+    ({"memory": "lots"}, INVALID, "spec.memory"),
+    ({"unknown_field": 1}, INVALID, "spec.unknown_field: Extra inputs are not permitted"),
+    ({"extra_args": ["--mod", "mlp", "--epoch", "99999"]}, INVALID, "unrecognized arguments"),
+    ({"kind": "Job", "nodes": 2}, INVALID, "a Job runs one replica"),
+    ({"kind": "TrainJob", "backoff_limit": 1}, INVALID, "takes its retries and deadline from"),
+    ({"nodes": 3, "batch_size": 64}, INVALID, "batch_size 64 does not split over 3 ranks"),
+    ({"env": {"LD_PRELOAD": "/tmp/x.so"}}, INVALID, "LD_PRELOAD would change what code"),
+    ({"env": {"PYTHONPATH": "/tmp"}}, INVALID, "PYTHONPATH would change what code the job"),
 ]
 
 
-async def test_bad_arguments_are_one_line_tool_errors_and_create_nothing(tmp_path: Path) -> None:
-    async with stdio_session(MODULE, server_env(tmp_path)) as session:
-        for overrides, expected in BAD_SPECS:
+async def test_bad_arguments_are_one_line_tool_errors_with_a_kind_and_create_nothing(
+    settings_for, tmp_path: Path
+) -> None:
+    async with memory_session(build_server, settings_for()) as session:
+        for overrides, kind, expected in BAD_SPECS:
             for tool in ("training_jobs_create", "manifests_render"):
-                error = await call_error(session, tool, spec=smoke_spec(**overrides))
-                assert expected in error, (overrides, error)
-                assert "\n" not in error
-        assert "no job 'nope-0000'" in await call_error(
-            session, "training_jobs_get", job_id="nope-0000"
-        )
-        assert "job_id" in await call_error(session, "training_jobs_get", job_id="../../etc")
-        assert "tail_lines" in await call_error(
-            session, "training_jobs_logs", job_id="x", tail_lines=5000
-        )
+                got, error = await call_failure(session, tool, spec=smoke_spec(**overrides))
+                assert (got, expected in error) == (kind, True), (overrides, error)
+        kind, error = await call_failure(session, "training_jobs_get", job_id="nope-0000")
+        assert kind == ErrorKind.NOT_FOUND and "no job 'nope-0000'" in error
+        kind, error = await call_failure(session, "training_jobs_get", job_id="../../etc")
+        assert kind == INVALID and "job_id" in error
+        kind, error = await call_failure(session, "training_jobs_logs", job_id="x", tail_lines=5000)
+        assert kind == INVALID and "tail_lines" in error
         assert (await call(session, "training_jobs_list"))["total"] == 0
     assert not any((tmp_path / "jobs").glob("*/status.json"))
 
 
-async def test_one_session_over_streamable_http(tmp_path: Path) -> None:
-    service, url = start_http_server(MODULE, server_env(tmp_path), tmp_path / "server.log")
+async def test_one_read_only_session_over_streamable_http(tmp_path: Path) -> None:
+    service, url = start_http_server(
+        MODULE, server_env(tmp_path), tmp_path / "server.log", "--read-only"
+    )
     try:
         async with http_session(url) as session:
+            names = {t.name for t in (await session.list_tools()).tools}
+            assert "training_jobs_create" not in names and "training_jobs_delete" not in names
             rendered = await call(session, "manifests_render", spec=smoke_spec(nodes=2))
             assert rendered["kind"] == "PyTorchJob" and "kind: PyTorchJob" in rendered["yaml"]
             capacity = await call(session, "cluster_capacity")
             assert capacity["backend"] == "local" and capacity["nodes"][0]["free"]["cpus"] > 0
     finally:
         service.stop()
+
+
+def _folder_snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+async def test_read_only_tools_change_nothing_even_for_a_job_whose_supervisor_died(
+    settings_for, tmp_path: Path
+) -> None:
+    async with memory_session(build_server, settings_for()) as session:
+        job_id = (await call(session, "training_jobs_create", spec=smoke_spec(epochs=500)))[
+            "job_id"
+        ]
+        await wait_until(session, job_id, {"Running"})
+        folder = tmp_path / "jobs" / job_id
+        supervisor = json.loads((folder / "status.json").read_text())["supervisor"]
+        process = psutil.Process(supervisor["pid"])
+        process.kill()
+        process.wait(30)  # reaps it: the in-memory server's backend started it
+        terminate(job_processes(job_id), grace_s=5)
+        before = _folder_snapshot(folder)
+
+        lost = await call(session, "training_jobs_get", job_id=job_id)
+        assert lost["phase"] == "Failed"
+        assert [c["reason"] for c in lost["conditions"] if c["status"] == "True"] == [
+            "SupervisorLost"
+        ]
+        events = await call(session, "training_jobs_events", job_id=job_id)
+        assert events["events"][-1]["reason"] == "SupervisorLost"
+        listed = await call(session, "training_jobs_list")
+        assert [j["phase"] for j in listed["jobs"]] == ["Failed"]
+        await call(session, "training_jobs_wait", job_id=job_id, timeout_s=1)
+        await call(session, "training_jobs_logs", job_id=job_id)
+        await call(session, "cluster_capacity")
+        assert (await call(session, "training_jobs_get", job_id=job_id)) == lost
+        assert _folder_snapshot(folder) == before

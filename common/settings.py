@@ -20,11 +20,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from training.errors import one_line
+from common.errors import one_line
+from common.vocabulary import DEFAULT_EPOCHS, RFC1123_LABEL
 
 DEFAULT_HOME = Path("~/.trainops").expanduser()
 CONFIG_FILE = "config.yaml"
-RFC1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
 class SettingsError(ValueError):
@@ -95,7 +95,7 @@ class AgentSettings(BaseModel):
 
     default_budget_usd: float = Field(10.0, gt=0, description="Approval needed above this.")
     soft_max_gpus: int = Field(8, ge=0, description="Approval needed for more GPUs than this.")
-    default_epochs: int = Field(3, ge=1)
+    default_epochs: int = Field(DEFAULT_EPOCHS, ge=1)
     cpus_per_replica: float = Field(1.0, gt=0)
     memory_per_replica: str = "2Gi"
     cpus_per_gpu: float = Field(4.0, gt=0)

@@ -1,0 +1,1 @@
+"""The local backend: rendered manifests run as processes on this machine."""
