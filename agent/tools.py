@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any, TypeVar
 
+import anyio
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.tools import load_mcp_tools
@@ -72,34 +73,61 @@ def connections(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 class Toolbox:
-    """Open sessions to the MCP servers for the life of one agent run."""
+    """Open sessions to the MCP servers for the life of one agent run.
+
+    The three servers start at once: each session lives in a task of its own, which enters it,
+    says it is ready, and holds it until the toolbox closes (a session's transport must be left
+    by the task that entered it).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._client = MultiServerMCPClient(connections(settings))  # type: ignore[arg-type]
         self._stack = contextlib.AsyncExitStack()
+        self._closing = anyio.Event()
         self.sessions: dict[ServerName, ClientSession] = {}
 
     async def __aenter__(self) -> Toolbox:
-        for name in SERVERS:
-            try:
-                self.sessions[name] = await self._stack.enter_async_context(
-                    self._client.session(name)
-                )
-            except Exception as e:  # an ExceptionGroup from the transport's task group, too
-                await self._stack.aclose()
-                url = self.settings.agent.mcp_urls.get(name)
-                where = f"at {url}" if url else "over stdio (its own error, if any, is above)"
-                raise ServerUnavailable(
-                    f"the {name} MCP server did not start {where}: {_first_cause(e)}"
-                ) from None
-            except BaseException:
-                await self._stack.aclose()
-                raise
+        tasks = await self._stack.enter_async_context(anyio.create_task_group())
+        failures: dict[ServerName, BaseException] = {}
+        opened = [anyio.Event() for _ in SERVERS]
+        for name, ready in zip(SERVERS, opened, strict=True):
+            tasks.start_soon(self._hold, name, ready, failures)
+        try:
+            for ready in opened:
+                await ready.wait()
+        except BaseException:
+            await self._close()
+            raise
+        if failures:
+            await self._close()
+            name = next(n for n in SERVERS if n in failures)
+            url = self.settings.agent.mcp_urls.get(name)
+            where = f"at {url}" if url else "over stdio (its own error, if any, is above)"
+            raise ServerUnavailable(
+                f"the {name} MCP server did not start {where}: {_first_cause(failures[name])}"
+            )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        self._closing.set()
         await self._stack.aclose()
+
+    async def _hold(
+        self, name: ServerName, ready: anyio.Event, failures: dict[ServerName, BaseException]
+    ) -> None:
+        try:
+            async with self._client.session(name) as session:
+                self.sessions[name] = session
+                ready.set()
+                await self._closing.wait()
+        except Exception as e:  # an ExceptionGroup from the transport's task group, too
+            failures[name] = e
+        finally:
+            ready.set()
 
     async def call(self, tool: ToolRef[R], **arguments: Any) -> R:
         """The tool's result as the model its server publishes; a ToolCallError with the kind."""
