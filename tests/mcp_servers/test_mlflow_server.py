@@ -26,6 +26,8 @@ from tests.mcp_servers.support import (
 from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
+# The session's finished job is run once per test process: its tests share one (pytest-xdist).
+SHARES_THE_FINISHED_JOB = pytest.mark.xdist_group("finished_job")
 MODULE = "mcp_servers.mlflow"
 
 
@@ -43,6 +45,7 @@ async def test_tool_list_matches_the_golden_snapshot(
     assert_matches_golden("mlflow_tools", snapshot, update=bool(os.environ.get("UPDATE_GOLDEN")))
 
 
+@SHARES_THE_FINISHED_JOB
 async def test_the_jobs_run_reads_as_mlflow_holds_it(
     tmp_path: Path, mlflow_url: str, mlflow_client, finished_job
 ) -> None:
@@ -124,6 +127,7 @@ async def test_a_100000_point_metric_comes_back_within_max_points(
     assert not summary["nonfinite"]
 
 
+@SHARES_THE_FINISHED_JOB
 async def test_compare_cost_log_report_and_register(
     settings_for, tmp_path: Path, mlflow_url: str, mlflow_client, finished_job
 ) -> None:

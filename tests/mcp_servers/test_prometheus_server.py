@@ -29,6 +29,8 @@ from tests.mcp_servers.support import (
 from tests.support import free_port, promql, register_scrape_target, wait_for
 
 pytestmark = pytest.mark.anyio
+# The session's finished job is run once per test process: its tests share one (pytest-xdist).
+SHARES_THE_FINISHED_JOB = pytest.mark.xdist_group("finished_job")
 MODULE = "mcp_servers.prometheus"
 
 
@@ -54,6 +56,7 @@ async def test_tool_list_matches_the_golden_snapshot(settings_for, tmp_path: Pat
     )
 
 
+@SHARES_THE_FINISHED_JOB
 async def test_job_utilization_matches_raw_promql(tmp_path: Path, stack, finished_job) -> None:
     span = window(finished_job)
     async with stdio_session(MODULE, env_for(tmp_path, stack.prometheus_url)) as session:

@@ -13,6 +13,7 @@ import pytest
 from agent.stack import LocalStack
 from common.errors import ErrorKind
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
+from mcp_servers.kubernetes.schemas import JobStatus
 from mcp_servers.kubernetes.server import build_server
 from tests.conftest import stack_settings
 from tests.mcp_servers.support import (
@@ -223,6 +224,7 @@ async def test_a_job_that_does_not_fit_stays_pending_with_the_reason(
         assert (
             "never fits this machine" in status["message"] and f"{cpus} CPUs" in status["message"]
         )
+        assert JobStatus.model_validate(status).unschedulable  # what clients route on
         capacity = await call(session, "cluster_capacity")
         assert capacity["nodes"][0]["allocatable"]["cpus"] == len(os.sched_getaffinity(0))
         assert (await call(session, "training_jobs_delete", job_id=job_id))["phase"] == "Cancelled"
