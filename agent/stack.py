@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,7 +24,7 @@ import yaml
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from common.files import write_atomic
-from common.net import free_port, port_free
+from common.net import free_port, http_ok, port_free
 from common.settings import CONFIG_FILE, Settings
 
 ServiceName = Literal["mlflow", "prometheus"]
@@ -106,7 +105,7 @@ class LocalStack:
             if record is None:
                 states.append(ServiceState(name, running=False, log=str(self._log(name))))
             else:
-                healthy = _healthy(self._health_url(name, record.url))
+                healthy = http_ok(self._health_url(name, record.url))
                 states.append(
                     ServiceState(
                         name,
@@ -123,7 +122,7 @@ class LocalStack:
 
     def _ensure(self, name: ServiceName) -> ServiceState:
         record = self._running(name)
-        if record is not None and _healthy(self._health_url(name, record.url)):
+        if record is not None and http_ok(self._health_url(name, record.url)):
             return ServiceState(
                 name,
                 running=True,
@@ -164,7 +163,7 @@ class LocalStack:
             wait=wait_fixed(0.25),
             retry=retry_if_result(lambda answer: answer is None),
             retry_error_callback=lambda _: False,
-        )(lambda: False if proc.poll() is not None else (_healthy(health) or None))
+        )(lambda: False if proc.poll() is not None else (http_ok(health) or None))
         if not ready:
             exited = proc.poll()
             self.down((name,))
@@ -294,14 +293,6 @@ class LocalStack:
     def _write_config(self, config: dict) -> None:
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.config_path, yaml.safe_dump(config, sort_keys=True))
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _tail(path: Path, lines: int = 5) -> str:

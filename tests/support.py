@@ -64,14 +64,6 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: 
     return result
 
 
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 def clean_env(*, gpus: bool = False, **extra: str) -> dict[str, str]:
     """The test process's environment without trainops/MLflow settings, plus `extra`. GPUs stay
     hidden unless asked for, so CPU tests train on the CPU on a GPU machine too."""
