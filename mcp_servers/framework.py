@@ -7,15 +7,18 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from io import TextIOWrapper
 from typing import Any, Generic, TypeVar
 
 import anyio
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.stdio import stdio_server
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ContentBlock, Icon, TextContent, ToolAnnotations
 from pydantic import ValidationError
@@ -85,7 +88,7 @@ class TrainopsMCP(FastMCP):
             if self._tool_manager.get_tool(name) is None:
                 raise NotFound(f"unknown tool {name!r}; list the tools to see what this server has")
             return await super().call_tool(name, arguments)
-        except Exception as e:  # every failure becomes a result the client can route on
+        except (Exception, SystemExit) as e:  # every failure is a result; none ends the server
             kind, message = classify(e, name)
             return error_result(kind, message)
 
@@ -228,4 +231,19 @@ def serve(
         server.settings.transport_security = TransportSecuritySettings(
             enable_dns_rebinding_protection=False
         )
-    server.run(transport=args.transport)
+    if args.transport == "stdio":
+        anyio.run(serve_stdio, server)
+    else:
+        server.run(transport=args.transport)
+
+
+async def serve_stdio(server: FastMCP) -> None:
+    """stdio with the protocol on a channel of its own: stdout is JSON-RPC, so whatever else in
+    this process (a library, a child) writes to stdout lands on stderr instead."""
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    out = anyio.wrap_file(TextIOWrapper(protocol, encoding="utf-8", write_through=True))
+    async with stdio_server(stdout=out) as (read_stream, write_stream):
+        low = server._mcp_server
+        await low.run(read_stream, write_stream, low.create_initialization_options())

@@ -170,14 +170,22 @@ class _OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are ConfigErrors (one line, exit code 2), not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message}; see --help")
+        raise ConfigError(f"{message}; see python -m training.train --help")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+class _CheckingParser(_OneLineParser):
+    """For checking a command without running it: no --help, and nothing ends the process."""
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise ConfigError(message.strip() if message else "the flags ask the parser to exit")
+
+
+def build_parser(*, checking: bool = False) -> argparse.ArgumentParser:
+    parser = (_CheckingParser if checking else _OneLineParser)(
         prog="python -m training.train",
         description="Train a model with DistributedDataParallel (run under torchrun for >1 rank).",
         allow_abbrev=False,  # "--mod" must not slip past checks that look for "--model"
+        add_help=not checking,
     )
     add = parser.add_argument
     add("--model", required=True, choices=MODELS)
@@ -241,3 +249,9 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Flags to a validated TrainConfig; raises ConfigError with the fix."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     return TrainConfig(**vars(args))
+
+
+def check_config(argv: list[str]) -> TrainConfig:
+    """What parse_config would make of `argv`, for a caller that only checks a command (the
+    Kubernetes server): it prints nothing and never exits, whatever the flags ask for."""
+    return TrainConfig(**vars(build_parser(checking=True).parse_args(argv)))

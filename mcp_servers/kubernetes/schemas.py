@@ -28,7 +28,7 @@ from common.vocabulary import (
     processes_per_node,
 )
 from mcp_servers.toolref import ToolCatalog
-from training.config import parse_config
+from training.config import check_config
 from training.errors import ConfigError
 
 Kind = Literal["Job", "PyTorchJob", "TrainJob"]
@@ -127,6 +127,11 @@ class TrainingJobSpec(BaseModel):
     @field_validator("extra_args")
     @classmethod
     def _not_reserved(cls, args: list[str]) -> list[str]:
+        if {"-h", "--help"} & {a.split("=", 1)[0] for a in args}:
+            raise ValueError(
+                "extra_args may not ask for --help (a job prints no usage); the training flags "
+                "are in the README's table"
+            )
         reserved = sorted(RESERVED_FLAGS.intersection(a.split("=", 1)[0] for a in args))
         if reserved:
             verb = "is" if len(reserved) == 1 else "are"
@@ -152,7 +157,7 @@ class TrainingJobSpec(BaseModel):
             )
         try:
             # The container's paths do not exist here; s3-style stand-ins are checked by syntax.
-            cfg = parse_config(
+            cfg = check_config(
                 self.training_args(data_dir=_STAND_IN_DATA, checkpoint_dir=_STAND_IN_CHECKPOINTS)
             )
         except ConfigError as e:

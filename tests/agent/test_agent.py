@@ -14,10 +14,11 @@ import yaml
 from mlflow import MlflowClient
 
 from agent.runner import Agent
+from common.net import free_port
 from common.settings import load_settings
 from mcp_servers.kubernetes.local.backend import LocalBackend
 from tests.agent.conftest import cli_env, home_settings, jobs_in, trainops
-from tests.support import REPO, free_port, wait_for
+from tests.support import REPO, wait_for
 
 pytestmark = pytest.mark.anyio
 

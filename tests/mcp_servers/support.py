@@ -16,8 +16,9 @@ from mcp.server.fastmcp import FastMCP
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from common.errors import ERROR_KIND_META, ErrorKind
+from common.net import free_port, http_ok
 from common.settings import Settings
-from tests.support import REPO, Service, clean_env, free_port, http_ok, wait_for
+from tests.support import REPO, Service, clean_env, wait_for
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -12,6 +12,7 @@ import pytest
 from mlflow.entities import Metric
 
 from common.errors import ErrorKind
+from common.net import free_port
 from mcp_servers.mlflow.server import build_server
 from tests.mcp_servers.support import (
     assert_matches_golden,
@@ -23,7 +24,6 @@ from tests.mcp_servers.support import (
     stdio_session,
     tool_snapshot,
 )
-from tests.support import free_port
 
 pytestmark = pytest.mark.anyio
 # The session's finished job is run once per test process: its tests share one (pytest-xdist).

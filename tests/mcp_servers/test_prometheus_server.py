@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from common.errors import ErrorKind
+from common.net import free_port
 from mcp_servers.prometheus.server import build_server
 from tests.mcp_servers.support import (
     assert_matches_golden,
@@ -26,7 +27,7 @@ from tests.mcp_servers.support import (
 from tests.mcp_servers.support import (
     start_http_server as start_mcp_http_server,
 )
-from tests.support import free_port, promql, register_scrape_target, wait_for
+from tests.support import promql, register_scrape_target, wait_for
 
 pytestmark = pytest.mark.anyio
 # The session's finished job is run once per test process: its tests share one (pytest-xdist).

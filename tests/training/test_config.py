@@ -7,7 +7,8 @@ import io
 
 import pytest
 
-from tests.support import free_port, run_training, train_args
+from common.net import free_port
+from tests.support import run_training, train_args
 from training.train import main
 
 

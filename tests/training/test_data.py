@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import torch
 
-from tests.support import Service, clean_env, free_port, http_ok, run_training, train_args, wait_for
+from common.net import free_port, http_ok
+from tests.support import Service, clean_env, run_training, train_args, wait_for
 from tests.training.test_idx import write_mnist_like
 from training.config import TrainConfig
 from training.data import load_dataset

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from tests.support import TrainingRun, clean_env, free_port, run_training, train_args, wait_for
+from common.net import free_port
+from tests.support import TrainingRun, clean_env, run_training, train_args, wait_for
 
 torch = pytest.importorskip("torch")
 pytestmark = [

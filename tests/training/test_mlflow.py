@@ -7,7 +7,8 @@ from pathlib import Path
 
 import mlflow
 
-from tests.support import clean_env, free_port, run_training, train_args
+from common.net import free_port
+from tests.support import clean_env, run_training, train_args
 from training.config import TrainConfig
 from training.data import load_dataset
 

@@ -359,3 +359,18 @@ async def test_read_only_tools_change_nothing_even_for_a_job_whose_supervisor_di
         await call(session, "cluster_capacity")
         assert (await call(session, "training_jobs_get", job_id=job_id)) == lost
         assert _folder_snapshot(folder) == before
+
+
+async def test_asking_for_help_in_extra_args_neither_prints_on_the_channel_nor_ends_the_server(
+    tmp_path: Path,
+) -> None:
+    """stdout is the JSON-RPC channel: argparse's usage there (and its SystemExit) used to
+    break the session and end the server."""
+    async with stdio_session(MODULE, server_env(tmp_path)) as session:
+        for args in (["--help"], ["-h"], ["--precision", "bf16", "--help"], ["--version"]):
+            for tool in ("manifests_render", "training_jobs_create"):
+                kind, _ = await call_failure(session, tool, spec=smoke_spec(extra_args=args))
+                assert kind == ErrorKind.INVALID_ARGUMENT, (tool, args)
+        capacity = await call(session, "cluster_capacity")  # the same session still answers
+        assert capacity["nodes"]
+    assert not any((tmp_path / "jobs").glob("*/status.json"))
