@@ -36,7 +36,8 @@ class KubernetesPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a no-op
 
-    allowed_namespaces: list[str] = ["trainops", "default"]
+    allowed_namespaces: list[str] = ["trainops"]
+    """Where jobs may go; k8s/base grants the server RBAC in trainops only. Add others here."""
     default_image: str = "ghcr.io/trainops/trainer:0.1.0"
     allowed_image_prefixes: list[str] = ["ghcr.io/trainops/"]
     max_gpus_per_job: int = Field(16, ge=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -11,11 +12,16 @@ from mcp_servers.toolref import ToolCatalog
 
 class Sample(BaseModel):
     labels: dict[str, str]
-    value: float | None = Field(description="None for a non-numeric (string) result.")
+    value: float | None = Field(
+        description="The value (a range vector's latest); None for a string, NaN or infinity."
+    )
+    text: str | None = Field(
+        None, description="The value as Prometheus wrote it, when it is not a finite number."
+    )
 
 
 class QueryResult(BaseModel):
-    result_type: str
+    result_type: Literal["vector", "matrix", "scalar", "string"]
     series: list[Sample]
     total_series: int
     truncated: bool

@@ -5,18 +5,20 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import json
 import math
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.fastmcp import Context
 from pydantic import Field
 
-from common.errors import ErrorKind, InvalidArgument
+from common.errors import ErrorKind, InvalidArgument, TrainopsError, Unavailable
 from common.settings import Settings
 from common.telemetry import PromLabel, PromMetric, counter_total
 from common.vocabulary import MAX_LABEL_LENGTH, RFC1123_LABEL
@@ -42,7 +44,9 @@ QUERY_ERRORS = {
     **UNAVAILABLE,
 }
 DEFAULT_WINDOW = timedelta(hours=6)
-_DURATION = re.compile(r"^\d+(ms|s|m|h|d)$")
+MAX_RESOLUTION = 11_000
+"""Points per series Prometheus returns at most for a range query."""
+_DURATION = re.compile(r"^\d{1,9}(ms|s|m|h|d)$")
 
 # -- settings and lifespan --------------------------------------------------------------------
 
@@ -85,35 +89,104 @@ def _prometheus_errors(prometheus: Upstream[Any]) -> Iterator[None]:
 
     try:
         yield
+    except requests.exceptions.Timeout:
+        raise Unavailable(
+            f"Prometheus at {prometheus.url} did not answer within {REQUEST_TIMEOUT_S} s; ask "
+            "for less (a shorter range, a coarser step, fewer series) or retry"
+        ) from None
     except requests.exceptions.RequestException as e:
         raise prometheus.unreachable(e) from None
     except PrometheusApiClientException as e:
-        raise InvalidArgument(
-            f"Prometheus refused the query: {_prometheus_message(e)}; fix the PromQL"
-        ) from None
+        raise _refusal(str(e)) from None
 
 
-def _prometheus_message(error: Exception) -> str:
-    text = str(error)
-    match = re.search(r'"error"\s*:\s*"([^"]+)"', text)
-    return (match.group(1) if match else text).splitlines()[0][:300]
+def _refusal(text: str) -> TrainopsError:
+    """Prometheus's own answer, by its errorType: bad_data is the caller's to fix (the PromQL,
+    or a parameter), timeout and the rest are Prometheus's trouble."""
+    body = _error_body(text)
+    error_type = str(body.get("errorType", "bad_data"))
+    message = " ".join(str(body.get("error", text)).split())[:300]
+    if error_type == "timeout":
+        return Unavailable(
+            f"the query timed out after {REQUEST_TIMEOUT_S} s in Prometheus ({message}); ask "
+            "for less: a shorter range, a coarser step, fewer series"
+        )
+    if error_type == "bad_data":
+        if "parse error" in message or "unexpected" in message:
+            return InvalidArgument(
+                f"Prometheus could not parse the query: {message}; fix the PromQL"
+            )
+        return InvalidArgument(f"Prometheus refused the request: {message}")
+    if error_type == "execution":
+        return InvalidArgument(f"Prometheus could not run the query: {message}; ask for less")
+    return Unavailable(f"Prometheus failed ({error_type}): {message}")
+
+
+def _error_body(text: str) -> dict[str, Any]:
+    """The JSON body of a refused request, from the client's "HTTP Status Code N (b'...')"."""
+    match = re.search(r"\((b'.*'|b\".*\")\)\s*$", text, re.DOTALL)
+    try:
+        body = json.loads(ast.literal_eval(match.group(1))) if match else {}
+    except (ValueError, SyntaxError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def _parse_time(value: str | None, default: datetime) -> datetime:
     if value is None:
         return default
+    hint = "use ISO 8601 (2026-11-22T10:00:00Z) or unix seconds"
     try:
-        if re.fullmatch(r"\d+(\.\d+)?", value):
-            return datetime.fromtimestamp(float(value), UTC)
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if re.fullmatch(r"\d{1,12}(\.\d{1,9})?", value):
+            moment = datetime.fromtimestamp(float(value), UTC)
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(f"time {value[:40]!r} is not a time; {hint}") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not EARLIEST <= moment < LATEST:
         raise InvalidArgument(
-            f"time {value!r}: use ISO 8601 (2026-11-22T10:00:00Z) or unix seconds"
+            f"time {value[:40]!r} is outside {EARLIEST:%Y}-{LATEST:%Y}; {hint}"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment
 
 
-def _number(value: str) -> float | None:
+def instant_result(
+    result: Any,
+) -> tuple[Literal["vector", "matrix", "scalar", "string"], list[Sample]]:
+    """An instant query's result, whatever its type: a vector or a range vector (a list of
+    series), or a scalar or string ([time, value])."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        number = _finite(_number(result[1]))
+        kind: Literal["scalar", "string"] = "scalar" if _number(result[1]) is not None else "string"
+        text = None if number is not None else str(result[1])
+        return kind, [Sample(labels={}, value=number, text=text)]
+    series = []
+    matrix = False
+    for item in result or []:
+        if "values" in item:
+            matrix = True
+            raw = item["values"][-1][1] if item["values"] else None
+        else:
+            raw = item.get("value", [None, None])[1]
+        number = _finite(_number(raw))
+        text = None if number is not None or raw is None else str(raw)
+        series.append(Sample(labels=item.get("metric", {}), value=number, text=text))
+    return ("matrix" if matrix else "vector"), series
+
+
+def _step_seconds(step: str) -> float:
+    match = _DURATION.match(step)
+    assert match is not None  # the argument's pattern holds
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return float(step[: -len(match.group(1))]) * units[match.group(1)]
+
+
+def _number(value: Any) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -138,30 +211,30 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         max_series: Annotated[int, Field(ge=1, le=500)] = 50,
     ) -> QueryResult:
         """An instant PromQL query; at most max_series series come back (a note says when cut)."""
-        params = {"time": _parse_time(time, datetime.now(UTC)).timestamp()} if time else None
+        params: dict[str, Any] = {"timeout": f"{REQUEST_TIMEOUT_S}s"}
+        if time:
+            params["time"] = _parse_time(time, datetime.now(UTC)).timestamp()
 
         def query(client: Any) -> QueryResult:
-            result = client.custom_query(promql, params=params)
-            if isinstance(result, list):
-                series = [
-                    Sample(labels=r.get("metric", {}), value=_number(r["value"][1])) for r in result
-                ]
-                kind = "vector"
-            else:  # scalar or string: [time, value]
-                series = [Sample(labels={}, value=_number(result[1]))]
-                kind = "scalar"
+            kind, series = instant_result(client.custom_query(promql, params=params))
             cut = len(series) > max_series
+            notes = []
+            if cut:
+                notes.append(
+                    f"showing {max_series} of {len(series)} series; aggregate "
+                    "(e.g. sum by (job_id)) or add label filters to see them all"
+                )
+            if kind == "matrix":
+                notes.append(
+                    "a range vector: each series' latest value; prometheus_query_range "
+                    "gives the points"
+                )
             return QueryResult(
                 result_type=kind,
                 series=series[:max_series],
                 total_series=len(series),
                 truncated=cut,
-                note=(
-                    f"showing {max_series} of {len(series)} series; aggregate "
-                    "(e.g. sum by (job_id)) or add label filters to see them all"
-                )
-                if cut
-                else None,
+                note="; ".join(notes) or None,
             )
 
         return await upstream(ctx).run(query)
@@ -181,9 +254,23 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         finish = _parse_time(end, datetime.now(UTC))
         if finish <= begin:
             raise InvalidArgument("end must be after start")
+        seconds = _step_seconds(step)
+        if seconds <= 0:
+            raise InvalidArgument(f"step {step!r} must be longer than zero, e.g. 15s")
+        if (finish - begin).total_seconds() / seconds > MAX_RESOLUTION:
+            raise InvalidArgument(
+                f"{step} steps from {begin:%Y-%m-%d %H:%M} to {finish:%Y-%m-%d %H:%M} are more "
+                f"than Prometheus' {MAX_RESOLUTION} points per series; use a coarser step"
+            )
 
         def query(client: Any) -> RangeResult:
-            result = client.custom_query_range(promql, start_time=begin, end_time=finish, step=step)
+            result = client.custom_query_range(
+                promql,
+                start_time=begin,
+                end_time=finish,
+                step=step,
+                params={"timeout": f"{REQUEST_TIMEOUT_S}s"},
+            )
             out = []
             for series in result[:max_series]:
                 points = [

@@ -184,3 +184,38 @@ async def test_one_session_over_streamable_http(tmp_path: Path, stack) -> None:
             assert up["total_series"] >= 0 and up["result_type"] == "vector"
     finally:
         service.stop()
+
+
+async def test_queries_of_every_result_type_and_absurd_times_read_as_they_should(
+    settings_for, stack
+) -> None:
+    async with memory_session(
+        build_server, settings_for(prometheus_url=stack.prometheus_url)
+    ) as session:
+        scalar = await call(session, "prometheus_query", promql="time()")
+        assert scalar["result_type"] == "scalar" and scalar["series"][0]["value"] > 1.7e9
+        also = await call(session, "prometheus_query", promql="scalar(vector(2))")
+        assert also["series"][0]["value"] == 2
+        string = await call(session, "prometheus_query", promql='"hello"')
+        assert string["result_type"] == "string" and string["series"][0]["text"] == "hello"
+        nan = await call(session, "prometheus_query", promql="vector(0) / 0")
+        assert nan["series"][0]["value"] is None and nan["series"][0]["text"] == "NaN"
+        ranged = await call(session, "prometheus_query", promql="up[5m]")
+        assert ranged["result_type"] in ("matrix", "vector")
+        for time in ("9" * 400, "0001-01-01T00:00:00Z", "1e30", "yesterday-ish", "-5"):
+            kind, error = await call_failure(session, "prometheus_query", promql="up", time=time)
+            assert kind == ErrorKind.INVALID_ARGUMENT and "time" in error, (time, error)
+            assert "PromQL" not in error
+        kind, error = await call_failure(
+            session,
+            "prometheus_query_range",
+            promql="up",
+            start="2026-01-01T00:00:00Z",
+            end="2026-12-01T00:00:00Z",
+            step="1s",
+        )
+        assert kind == ErrorKind.INVALID_ARGUMENT and "coarser step" in error
+        kind, error = await call_failure(
+            session, "prometheus_query_range", promql="up", start="1", end="100", step="0s"
+        )
+        assert kind == ErrorKind.INVALID_ARGUMENT and "longer than zero" in error
