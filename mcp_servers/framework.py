@@ -27,6 +27,7 @@ from common.errors import (
     ERROR_KIND_MEANINGS,
     ERROR_KIND_META,
     ErrorKind,
+    InvalidArgument,
     NotFound,
     TrainopsError,
     Unavailable,
@@ -87,10 +88,28 @@ class TrainopsMCP(FastMCP):
         try:
             if self._tool_manager.get_tool(name) is None:
                 raise NotFound(f"unknown tool {name!r}; list the tools to see what this server has")
+            if where := _nul_byte(arguments):
+                raise InvalidArgument(f"{where} holds a NUL byte; remove it")
             return await super().call_tool(name, arguments)
         except (Exception, SystemExit) as e:  # every failure is a result; none ends the server
             kind, message = classify(e, name)
             return error_result(kind, message)
+
+
+def _nul_byte(value: Any, where: str = "arguments") -> str | None:
+    """Where a NUL byte hides in a tool's arguments (no path, name or flag may hold one)."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_byte(str(key), where) or _nul_byte(item, f"{where}.{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if found := _nul_byte(item, f"{where}[{i}]"):
+                return found
+    return None
 
 
 def classify(error: BaseException, tool: str) -> tuple[ErrorKind, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from common.errors import InvalidArgument
+from common.oci import image_name
 from common.settings import Settings
 from common.vocabulary import batch_split_problem, ranks
 from mcp_servers.kubernetes.backend import JobRefused
@@ -17,7 +18,7 @@ def admit(spec: TrainingJobSpec, settings: Settings) -> str:
         allowed = ", ".join(policy.allowed_namespaces)
         raise JobRefused(f"namespace {namespace!r} is not allowed; use one of {allowed}")
     image = spec.image or policy.default_image
-    if not image.startswith(tuple(policy.allowed_image_prefixes)):
+    if not image_name(image).startswith(tuple(policy.allowed_image_prefixes)):
         raise JobRefused(
             f"image {image!r} is not from an allowed registry; use an image under "
             f"{' or '.join(policy.allowed_image_prefixes)} (or omit image for the default)"

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.oci import MAX_REFERENCE_LENGTH, is_image_reference
+from common.quantities import parse_bytes
 from common.telemetry import ProgressKind
 from common.vocabulary import (
     DEFAULT_BATCH_SIZE,
@@ -43,6 +45,8 @@ JobId = Annotated[
 ]
 
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+MIN_MEMORY_BYTES = 64 * 2**20
+MAX_DEADLINE_SECONDS = 366 * 24 * 3600
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -91,8 +95,15 @@ class TrainingJobSpec(BaseModel):
     cpus: float = Field(
         1.0, gt=0, le=MAX_CPUS_PER_REPLICA, description="CPUs requested per replica."
     )
-    memory: str = Field("2Gi", pattern=QUANTITY, description="Memory per replica, e.g. 4Gi.")
-    image: str | None = Field(None, description="Training image; defaults to the configured one.")
+    memory: str = Field(
+        "2Gi", pattern=QUANTITY, max_length=32, description="Memory per replica, e.g. 4Gi."
+    )
+    image: str | None = Field(
+        None,
+        max_length=MAX_REFERENCE_LENGTH,
+        description="Training image (an OCI reference under the allowed registries); defaults "
+        "to the configured one.",
+    )
     name: str | None = Field(
         None,
         max_length=MAX_JOB_NAME_LENGTH,
@@ -122,7 +133,9 @@ class TrainingJobSpec(BaseModel):
         description="auto: Job for one replica, PyTorchJob for more; or a Trainer v2 TrainJob.",
     )
     backoff_limit: int | None = Field(None, ge=0, le=10, description="Restarts before Failed.")
-    active_deadline_seconds: int | None = Field(None, ge=1, description="Wall-time limit (s).")
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, le=MAX_DEADLINE_SECONDS, description="Wall-time limit (s)."
+    )
 
     @field_validator("extra_args")
     @classmethod
@@ -204,6 +217,32 @@ class TrainingJobSpec(BaseModel):
         if self.gpus_per_node:
             args += ["--device", "cuda"]
         return args + self.extra_args
+
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, image: str | None) -> str | None:
+        if image is not None and not is_image_reference(image):
+            raise ValueError(
+                f"image {image[:80]!r} is not an OCI image reference (REGISTRY/NAME[:TAG]"
+                "[@DIGEST], no spaces or shell); omit it for the default image"
+            )
+        return image
+
+    @field_validator("memory")
+    @classmethod
+    def _some_memory(cls, memory: str) -> str:
+        if parse_bytes(memory) < MIN_MEMORY_BYTES:
+            raise ValueError(
+                f"memory {memory!r} is too little for a training process; ask for 64Mi or more"
+            )
+        return memory
+
+    @field_validator("cpus")
+    @classmethod
+    def _whole_millicpus(cls, cpus: float) -> float:
+        if cpus < 0.001:
+            raise ValueError(f"cpus {cpus} is less than a millicpu (1m); ask for 0.1 or more")
+        return cpus
 
     @field_validator("env")
     @classmethod

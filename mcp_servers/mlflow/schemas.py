@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_servers.series import SeriesSummary
 from mcp_servers.toolref import ToolCatalog
@@ -80,6 +80,8 @@ class RunComparison(BaseModel):
 
 class CostBreakdown(BaseModel):
     """Cost figures of one run (DESIGN: requested resources x wall time x rate card)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # a cost is a finite number of dollars
 
     cost_usd: float = Field(ge=0)
     cost_gpu_usd: float = Field(0, ge=0)

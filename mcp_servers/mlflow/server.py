@@ -44,7 +44,8 @@ from mcp_servers.series import downsample, summarize
 
 RunId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="MLflow run id (32 hex).")]
 SEARCH_PAGE = 5000
-_DURATION = re.compile(r"^(\d+)([hdw])$")
+_DURATION = re.compile(r"^(\d{1,9})([hdw])$")
+MAX_SINCE_HOURS = 100 * 365 * 24
 UNAVAILABLE = {ErrorKind.UNAVAILABLE: "MLflow is down, unreachable or not configured"}
 NOT_FOUND_RUN = {ErrorKind.NOT_FOUND: "no run has this id"}
 
@@ -160,20 +161,19 @@ def _experiment_ids(client: Any, experiment: str | None) -> list[str]:
 def _since_ms(since: str | None) -> int | None:
     if since is None:
         return None
+    hint = f"since={since[:40]!r}: use an ISO date (2026-11-01) or a span like 24h, 7d, 2w"
     if match := _DURATION.match(since):
         amount, unit = int(match.group(1)), match.group(2)
-        delta = {
-            "h": timedelta(hours=amount),
-            "d": timedelta(days=amount),
-            "w": timedelta(weeks=amount),
-        }[unit]
-        return int((datetime.now(UTC) - delta).timestamp() * 1000)
+        hours = amount * {"h": 1, "d": 24, "w": 24 * 7}[unit]
+        if hours > MAX_SINCE_HOURS:
+            raise InvalidArgument(f"{hint}, of at most {MAX_SINCE_HOURS // (24 * 365)} years")
+        return int((datetime.now(UTC) - timedelta(hours=hours)).timestamp() * 1000)
     try:
         moment = datetime.fromisoformat(since)
     except ValueError:
-        raise InvalidArgument(
-            f"since={since!r}: use an ISO date (2026-11-01) or a span like 24h, 7d, 2w"
-        ) from None
+        raise InvalidArgument(hint) from None
+    if not 1970 <= moment.year < 2200:
+        raise InvalidArgument(f"{hint} between 1970 and 2200") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)

@@ -215,6 +215,15 @@ async def test_bad_arguments_and_unknown_runs_are_one_line_errors(
                 "comparator",
             ),
             ("costs_report", {"since": "last tuesday"}, ErrorKind.INVALID_ARGUMENT, "ISO date"),
+            ("costs_report", {"since": "99999999999w"}, ErrorKind.INVALID_ARGUMENT, "ISO date"),
+            ("costs_report", {"since": "9999999w"}, ErrorKind.INVALID_ARGUMENT, "at most"),
+            ("costs_report", {"since": "0001-01-01"}, ErrorKind.INVALID_ARGUMENT, "between"),
+            (
+                "runs_cost_log",
+                {"run_id": missing, "breakdown": {"cost_usd": "inf"}},
+                ErrorKind.INVALID_ARGUMENT,
+                "finite",
+            ),
             ("no_such_tool", {}, ErrorKind.NOT_FOUND, "unknown tool"),
         ]
         for tool, arguments, kind, text in cases:

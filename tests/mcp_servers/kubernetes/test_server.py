@@ -284,6 +284,16 @@ BAD_SPECS = [
     ({"nodes": 3, "batch_size": 64}, INVALID, "batch_size 64 does not split over 3 ranks"),
     ({"env": {"LD_PRELOAD": "/tmp/x.so"}}, INVALID, "LD_PRELOAD would change what code"),
     ({"env": {"PYTHONPATH": "/tmp"}}, INVALID, "PYTHONPATH would change what code the job"),
+    ({"image": "ghcr.io/trainops/../../evil/x:1"}, INVALID, "not an OCI image reference"),
+    ({"image": "ghcr.io/trainops/trainer:0.1.0\nrm"}, INVALID, "not an OCI image reference"),
+    ({"image": "ghcr.io/trainops/$(id)"}, INVALID, "not an OCI image reference"),
+    ({"image": "ghcr.io/trainopsevil/x:1"}, REFUSED, "is not from an allowed registry"),
+    ({"memory": "0"}, INVALID, "too little for a training process"),
+    ({"cpus": 0.0001}, INVALID, "less than a millicpu"),
+    ({"active_deadline_seconds": 10**20}, INVALID, "active_deadline_seconds"),
+    ({"name": "job\x00x"}, INVALID, "NUL byte"),
+    ({"extra_args": ["--seed", "1\x00"]}, INVALID, "NUL byte"),
+    ({"extra_args": ["--help"]}, INVALID, "may not ask for --help"),
 ]
 
 
