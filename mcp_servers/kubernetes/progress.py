@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 
 from common.telemetry import ProgressEvent
 from mcp_servers.kubernetes.schemas import TrainingProgress
 
 MAX_TAIL_BYTES = 1 << 20
+_RULE = re.compile(r"[=\-]{3,}")
+_SUMMARY_RANK = re.compile(r"^rank\s*:\s*(\d+)")
+_SUMMARY_EXIT = re.compile(r"^exitcode\s*:\s*(-?\d+)")
 _EXCEPTION_LINE = re.compile(r"^(\[rank\d+\]: )?[A-Za-z_.]*(Error|Exception|Interrupt)\b.*: ")
 
 
@@ -55,13 +59,37 @@ def last_progress(path: Path) -> tuple[TrainingProgress | None, str | None]:
 
 def last_error_line(path: Path) -> str | None:
     """The line that best says why a replica failed: the job's own `error:` line, else the
-    exception line of a traceback, else the last line."""
+    signal that torchrun reports killed a worker, else the exception line of a traceback (not
+    torchrun's own ChildFailedError), else the last line that is not a rule."""
     lines, _ = read_tail(path, max_lines=400, max_bytes=256 * 1024)
     lines = [line.strip() for line in lines if line.strip()]
     for line in reversed(lines):
         if line.startswith("error: "):
             return line[:500]
+    if killed := _killed_worker(lines):
+        return killed
     for line in reversed(lines):
-        if _EXCEPTION_LINE.match(line):
+        if _EXCEPTION_LINE.match(line) and "ChildFailedError" not in line:
             return line[:500]
-    return lines[-1][:500] if lines else None
+    meaningful = [line for line in lines if not _RULE.fullmatch(line)]
+    return meaningful[-1][:500] if meaningful else None
+
+
+def signal_name(number: int) -> str:
+    """'killed by signal 9 (SIGKILL)'."""
+    try:
+        return f"killed by signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"killed by signal {number}"
+
+
+def _killed_worker(lines: list[str]) -> str | None:
+    """torchrun's failure summary, when a worker died of a signal: "exitcode : -9 (pid: N)"."""
+    rank = None
+    for line in lines:
+        if match := _SUMMARY_RANK.match(line):
+            rank = match.group(1)
+        elif (match := _SUMMARY_EXIT.match(line)) and int(match.group(1)) < 0:
+            who = f"worker rank {rank}" if rank is not None else "a worker"
+            return f"{who} was {signal_name(-int(match.group(1)))}"
+    return None

@@ -50,7 +50,7 @@ from mcp_servers.kubernetes.local.workload import (
     Workload,
     workload_from_manifest,
 )
-from mcp_servers.kubernetes.progress import last_error_line
+from mcp_servers.kubernetes.progress import last_error_line, signal_name
 from mcp_servers.kubernetes.schemas import ResourceAmounts
 
 log = logging.getLogger("trainops.supervisor")
@@ -274,7 +274,10 @@ class Supervisor:
             else:
                 replica.phase = "Failed"
                 replica.reason = "Killed" if code == -signal.SIGKILL else "Error"
-                detail = last_error_line(self.job.log_file(name))
+                # Killed itself, the replica has no last word; else its log says why.
+                detail = (
+                    signal_name(-code) if code < 0 else last_error_line(self.job.log_file(name))
+                )
                 if name in self.oom_killed:
                     replica.reason, replica.exit_code = "OOMKilled", 137
                     detail = f"OOMKilled: {self.oom_killed.pop(name)}; ask for more memory"

@@ -45,3 +45,17 @@ def test_an_event_reads_back_as_it_was_written() -> None:
     assert back.details == {"warnings": ["w"], "duration_s": "nan"}
     assert ProgressEvent.from_line('{"event": "rumour", "time": 1}') is None
     assert ProgressEvent.from_line("not json") is None
+
+
+LOGS = Path(__file__).parent / "logs"
+
+
+def test_a_worker_killed_by_a_signal_is_named_not_torchruns_banner(tmp_path: Path) -> None:
+    """torchrun's summary after its worker was SIGKILLed (a real log, paths shortened)."""
+    from mcp_servers.kubernetes.progress import last_error_line
+
+    log = LOGS / "torchrun_worker_sigkilled.log"
+    assert last_error_line(log) == "worker rank 0 was killed by signal 9 (SIGKILL)"
+    config_error = tmp_path / "master-0.log"
+    config_error.write_text(log.read_text() + "error: --lr 99 is out of range\n")
+    assert last_error_line(config_error) == "error: --lr 99 is out of range"
