@@ -54,6 +54,11 @@ class KubernetesPolicy(BaseModel):
     active_deadline_seconds: int = Field(24 * 3600, ge=60)
     ttl_seconds_after_finished: int = Field(7 * 24 * 3600, ge=0)
     metrics_port: int = Field(9400, gt=0, lt=65536)
+    job_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment every job gets, e.g. AWS_ENDPOINT_URL for MinIO or a proxy; "
+        "what a spec's own env may not set.",
+    )
 
 
 class StackSettings(BaseModel):
@@ -145,6 +150,11 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return self.home / "jobs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """This machine's Secrets: <name>/<key> files, outside every job's folder."""
+        return self.home / "secrets"
 
     @property
     def volumes_dir(self) -> Path:

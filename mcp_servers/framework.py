@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import logging
 import os
 import sys
@@ -35,6 +36,7 @@ from common.errors import (
 )
 from common.settings import Settings, SettingsError, load_settings
 from common.validation import validation_error_line
+from mcp_servers.redaction import redact, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +86,25 @@ class TrainopsMCP(FastMCP):
 
     async def call_tool(  # type: ignore[override]  # an error is a result with a kind, not raised
         self, name: str, arguments: dict[str, Any]
-    ) -> Sequence[ContentBlock] | dict[str, Any] | CallToolResult:
+    ) -> (
+        Sequence[ContentBlock]
+        | dict[str, Any]
+        | tuple[Sequence[ContentBlock], dict[str, Any]]
+        | CallToolResult
+    ):
         try:
             if self._tool_manager.get_tool(name) is None:
                 raise NotFound(f"unknown tool {name!r}; list the tools to see what this server has")
             if where := _nul_byte(arguments):
                 raise InvalidArgument(f"{where} holds a NUL byte; remove it")
-            return await super().call_tool(name, arguments)
+            result = await super().call_tool(name, arguments)
         except (Exception, SystemExit) as e:  # every failure is a result; none ends the server
             kind, message = classify(e, name)
-            return error_result(kind, message)
+            return error_result(kind, redact_text(message))
+        if isinstance(result, tuple):  # (unstructured, structured), as FastMCP converts it
+            structured = redact(result[1])
+            return [TextContent(type="text", text=json.dumps(structured, indent=2))], structured
+        return redact(result)
 
 
 def _nul_byte(value: Any, where: str = "arguments") -> str | None:

@@ -107,11 +107,25 @@ def _env(spec: TrainingJobSpec, job_id: str, ctx: RenderContext) -> list[client.
         "TRAINOPS_JOB_ID": job_id,
         "TRAINOPS_METRICS_PORT": str(ctx.policy.metrics_port),
         "PYTHONUNBUFFERED": "1",
+        # A process's share of the CPUs asked for: torch would otherwise start a thread per
+        # core of the node, whatever the pod may use.
+        "OMP_NUM_THREADS": str(max(1, int(spec.cpus // spec.procs_per_node))),
     }
     if ctx.mlflow_tracking_uri:
         values["MLFLOW_TRACKING_URI"] = ctx.mlflow_tracking_uri
+    values.update(ctx.policy.job_env)  # the operator's: endpoints, proxies, CA bundles
     values.update(spec.env)
-    return [client.V1EnvVar(name=k, value=v) for k, v in values.items()]
+    plain = [client.V1EnvVar(name=k, value=v) for k, v in values.items()]
+    secret = [
+        client.V1EnvVar(
+            name=name,
+            value_from=client.V1EnvVarSource(
+                secret_key_ref=client.V1SecretKeySelector(name=ref.secret, key=ref.key)
+            ),
+        )
+        for name, ref in spec.secret_env.items()
+    ]
+    return plain + secret
 
 
 def _resources(spec: TrainingJobSpec) -> client.V1ResourceRequirements:

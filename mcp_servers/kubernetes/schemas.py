@@ -29,6 +29,8 @@ from common.vocabulary import (
     Phase,
     processes_per_node,
 )
+from mcp_servers.kubernetes.job_env import env_problem
+from mcp_servers.redaction import is_secret_name
 from mcp_servers.toolref import ToolCatalog
 from training.config import check_config
 from training.errors import ConfigError
@@ -47,19 +49,11 @@ JobId = Annotated[
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 MIN_MEMORY_BYTES = 64 * 2**20
 MAX_DEADLINE_SECONDS = 366 * 24 * 3600
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_ENV_VALUE = 4096
 LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-# The server sets these itself; a spec may not override them.
-RESERVED_ENV_PREFIXES = ("TRAINOPS_", "PET_", "MLFLOW_TRACKING_URI", "MASTER_ADDR", "MASTER_PORT")
-RESERVED_ENV = frozenset({"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"})
-# These would run code of the caller's choosing in the training process (and, on the local
-# backend, on this host), which a spec must not be able to do.
-LOADER_ENV_PREFIXES = ("LD_", "DYLD_", "PYTHON")
-LOADER_ENV = frozenset({"PATH", "BASH_ENV", "ENV", "TORCHINDUCTOR_CACHE_DIR"})
-
 RESERVED_FLAGS = frozenset(
     {
         "--model",
@@ -76,6 +70,16 @@ RESERVED_FLAGS = frozenset(
         "--run-name",
     }
 )
+
+
+class SecretKeyRef(BaseModel):
+    """One key of a Secret (on a cluster a Kubernetes Secret in the job's namespace; locally
+    the file $TRAINOPS_HOME/secrets/<secret>/<key>)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str = Field(pattern=RFC1123_LABEL, max_length=MAX_LABEL_LENGTH)
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)
 
 
 class TrainingJobSpec(BaseModel):
@@ -120,7 +124,17 @@ class TrainingJobSpec(BaseModel):
         max_length=32,
         description="More training flags, e.g. ['--precision', 'bf16', '--checkpoint-every', '2'].",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment variables that tune the job (NCCL_*, OMP_*, its own "
+        "settings); no secrets, paths or endpoints: see secret_env.",
+    )
+    secret_env: dict[str, SecretKeyRef] = Field(
+        default_factory=dict,
+        description="Environment variables whose values come from a Secret, by reference "
+        "(e.g. {'HF_TOKEN': {'secret': 'hf', 'key': 'token'}}); the value never passes through "
+        "trainops.",
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="Extra Kubernetes labels.")
     idempotency_key: str | None = Field(
         None,
@@ -247,14 +261,27 @@ class TrainingJobSpec(BaseModel):
     @field_validator("env")
     @classmethod
     def _safe_env(cls, env: dict[str, str]) -> dict[str, str]:
-        for name in env:
-            if not ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid environment variable name")
-            if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
-                raise ValueError(f"{name} is set by trainops itself and can't be overridden")
-            if name in LOADER_ENV or name.startswith(LOADER_ENV_PREFIXES):
-                raise ValueError(f"{name} would change what code the job runs; it is not allowed")
+        for name, value in env.items():
+            if problem := env_problem(name):
+                raise ValueError(problem)
+            if len(value) > MAX_ENV_VALUE:
+                raise ValueError(f"{name}'s value is longer than {MAX_ENV_VALUE} characters")
         return env
+
+    @field_validator("secret_env")
+    @classmethod
+    def _safe_secret_env(cls, env: dict[str, SecretKeyRef]) -> dict[str, SecretKeyRef]:
+        for name in env:
+            problem = env_problem(name)
+            if problem and not is_secret_name(name):
+                raise ValueError(problem)
+        return env
+
+    @model_validator(mode="after")
+    def _env_names_once(self) -> TrainingJobSpec:
+        if both := sorted(set(self.env) & set(self.secret_env)):
+            raise ValueError(f"{', '.join(both)} is in both env and secret_env; keep one")
+        return self
 
     @field_validator("labels")
     @classmethod

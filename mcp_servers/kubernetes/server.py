@@ -19,6 +19,7 @@ from common.settings import Settings, SettingsError
 from common.vocabulary import MAX_LOG_LINES
 from mcp_servers.framework import TrainopsMCP, hints, serve, tool
 from mcp_servers.kubernetes.backend import Backend, JobExists
+from mcp_servers.kubernetes.job_env import operator_env_problem
 from mcp_servers.kubernetes.manifests import Manifest, RenderContext, new_job_id, render
 from mcp_servers.kubernetes.policy import admit
 from mcp_servers.kubernetes.schemas import (
@@ -64,6 +65,9 @@ def build_backend(settings: Settings) -> Backend:
 
 
 def build_server(settings: Settings) -> TrainopsMCP:
+    for name in settings.kubernetes.job_env:
+        if problem := operator_env_problem(name):
+            raise SettingsError(f"setting kubernetes.job_env: {problem}")
     backend = build_backend(settings)  # fail at start-up, not on the first call
 
     @asynccontextmanager

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -23,6 +24,7 @@ from common.vocabulary import TERMINAL_PHASES, Phase
 from mcp_servers.kubernetes.backend import JobExists, JobNotFound, JobRefused
 from mcp_servers.kubernetes.local.capacity import alive, node_capacity
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
+from mcp_servers.kubernetes.local.secrets import known_values
 from mcp_servers.kubernetes.local.store import STATUS, JobDir, JobStore, LocalJobState, now
 from mcp_servers.kubernetes.manifests import Manifest
 from mcp_servers.kubernetes.progress import last_progress, read_tail
@@ -41,6 +43,7 @@ from mcp_servers.kubernetes.schemas import (
     TrainingProgress,
 )
 from mcp_servers.kubernetes.summary import job_message
+from mcp_servers.redaction import redact_text
 
 MAX_LOG_CHARS = 64_000
 CANCEL_TIMEOUT_S = 30.0
@@ -230,7 +233,11 @@ class LocalBackend:
 
     def events(self, job_id: str, limit: int) -> JobEvents:
         job = self._job(job_id)
-        events = job.read_events(limit)
+        secrets = self._secret_values(job)
+        events = [
+            e.model_copy(update={"message": redact_text(e.message, secrets)})
+            for e in job.read_events(limit)
+        ]
         state = self._state(job)
         if state.reason == SUPERVISOR_LOST and state.completion_time is not None:
             lost = JobEvent(
@@ -253,6 +260,8 @@ class LocalBackend:
             raise NotFound(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
         window = 20_000 if contains else tail_lines
         lines, truncated = read_tail(job.log_file(replica), max_lines=window)
+        secrets = self._secret_values(job)
+        lines = [redact_text(line, secrets) for line in lines]
         if contains:
             matching = [line for line in lines if contains in line]
             truncated = truncated or len(matching) > tail_lines
@@ -263,6 +272,11 @@ class LocalBackend:
         return LogTail(
             job_id=job_id, replica=replica, lines=lines, truncated=truncated, replicas=names
         )
+
+    def _secret_values(self, job: JobDir) -> Sequence[str]:
+        """The values of the Secrets a job references, so that no output shows them."""
+        refs = job.read_spec().get("secret_env", {}).values()
+        return known_values(self.settings.secrets_dir, [(r["secret"], r["key"]) for r in refs])
 
     def capacity(self) -> Capacity:
         return Capacity(backend="local", nodes=[node_capacity(self.store)])

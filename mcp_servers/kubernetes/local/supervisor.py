@@ -10,6 +10,7 @@ events.jsonl. It outlives the MCP server that started it; SIGTERM cancels the jo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from common.net import free_port
 from common.settings import Settings, load_settings
 from common.telemetry import PromLabel
 from common.vocabulary import INSUFFICIENT_RESOURCES, UNSCHEDULABLE
+from mcp_servers.kubernetes.job_env import BASE_ENV
 from mcp_servers.kubernetes.local.capacity import Machine, reservations, this_machine
 from mcp_servers.kubernetes.local.processes import (
     REPLICA_MARKER,
@@ -36,6 +38,7 @@ from mcp_servers.kubernetes.local.processes import (
     terminate,
     tree_memory_bytes,
 )
+from mcp_servers.kubernetes.local.secrets import SecretMissing, read_secret
 from mcp_servers.kubernetes.local.store import (
     JobDir,
     JobStore,
@@ -59,9 +62,6 @@ GRACE_PERIOD_S = 10.0
 SCHEDULE_RETRY_S = 2.0
 POLL_WITHOUT_PIDFD_S = 0.5
 MEMORY_CHECK_S = 1.0
-# What a container would not inherit from the host: the host's own trainops/torchrun settings.
-_HOST_ONLY_ENV = ("TRAINOPS_", "MLFLOW_", "PET_", "TORCHELASTIC_", "MASTER_ADDR", "MASTER_PORT")
-_HOST_ONLY_NAMES = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK"}
 
 
 class Supervisor:
@@ -202,6 +202,11 @@ class Supervisor:
     # -- replicas --------------------------------------------------------------------------
 
     def _start_all(self) -> None:
+        try:  # as the kubelet does, before any container starts
+            secrets = {plan.name: self._secrets(plan) for plan in self.workload.replicas}
+        except SecretMissing as e:
+            self._finish("Failed", "CreateContainerConfigError", str(e))
+            return
         master_port = free_port()
         gpu_ids = list(self.state.gpu_ids)
         for plan in self.workload.replicas:
@@ -209,12 +214,12 @@ class Supervisor:
             gpus, gpu_ids = gpu_ids[: plan.pod.gpus], gpu_ids[plan.pod.gpus :]
             procs = max(plan.pod.gpus, 1)
             ports = [free_port() for _ in range(procs)]
-            env = self._env(plan, master_port, ports, gpus)
+            env = self._env(plan, master_port, ports, gpus, secrets[plan.name])
             command = self._command(plan)
             log_path = self.job.log_file(plan.name)
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            workdir = self.job.path / "work" / plan.name
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir = self._workdir(plan)
+            (workdir / "tmp").mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as output:
                 if self.state.restarts:
                     output.write(f"--- restart {self.state.restarts} ---\n".encode())
@@ -332,14 +337,21 @@ class Supervisor:
         self._targets_file.unlink(missing_ok=True)
 
     def _env(
-        self, plan: ReplicaPlan, master_port: int, ports: list[int], gpus: list[int]
+        self,
+        plan: ReplicaPlan,
+        master_port: int,
+        ports: list[int],
+        gpus: list[int],
+        secrets: dict[str, str],
     ) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(_HOST_ONLY_ENV) and k not in _HOST_ONLY_NAMES
-        }
+        """What the replica's processes see: the manifest's env, the Secrets it references, what
+        the operator sets, and a base of this machine's PATH and locale; nothing else of the
+        server's environment (its keys, tokens and settings never reach a job)."""
+        workdir = self._workdir(plan)
+        env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+        env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"), PYTHONPATH=_code_root())
         env.update({k: self._host_path(v, plan.pod.mounts) for k, v in plan.pod.env.items()})
+        env.update(secrets)
         if self.workload.operator_env:
             nodes = len(self.workload.replicas)
             rank = self.workload.replicas.index(plan)
@@ -359,6 +371,16 @@ class Supervisor:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         env[REPLICA_MARKER] = marker(self.job.job_id, plan.name)
         return env
+
+    def _workdir(self, plan: ReplicaPlan) -> Path:
+        return self.job.path / "work" / plan.name
+
+    def _secrets(self, plan: ReplicaPlan) -> dict[str, str]:
+        """The values of the Secrets the replica references, from this machine's store."""
+        return {
+            name: read_secret(self.settings.secrets_dir, secret, key)
+            for name, (secret, key) in plan.pod.secret_env.items()
+        }
 
     def _command(self, plan: ReplicaPlan) -> list[str]:
         """The container's command on this machine: its tools are this Python's."""
@@ -472,6 +494,13 @@ def _shortfall(need: ResourceAmounts, free: ResourceAmounts) -> str:
         free_gib = max(free.memory_bytes, 0) / gib
         lacking.append(f"{need.memory_bytes / gib:.1f} GiB memory, {free_gib:.1f} GiB free")
     return "needs " + "; ".join(lacking) if lacking else ""
+
+
+def _code_root() -> str:
+    """Where the `training` package is, as the image's PYTHONPATH=/app: the replicas' code."""
+    spec = importlib.util.find_spec("training")
+    assert spec is not None and spec.origin is not None
+    return str(Path(spec.origin).parent.parent)
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ class PodPlan:
     command: list[str]
     args: list[str]
     env: dict[str, str]
+    secret_env: dict[str, tuple[str, str]]
+    """Variable -> (Secret, key), resolved when the replica starts, as the kubelet does."""
     mounts: list[Mount]
     cpus: float
     memory_bytes: int
@@ -111,7 +113,7 @@ def workload_from_manifest(manifest: dict[str, Any]) -> Workload:
             container_name="node",
             command=list(trainer.get("command", [])),
             args=list(trainer.get("args", [])),
-            env={e["name"]: e.get("value", "") for e in trainer.get("env", [])},
+            **_env(trainer.get("env", [])),
             mounts=[
                 Mount(m["mountPath"], volumes[m["name"]]) for m in container.get("volumeMounts", [])
             ],
@@ -138,12 +140,25 @@ def _pod_plan(pod_spec: dict[str, Any]) -> PodPlan:
         container_name=container["name"],
         command=list(container.get("command", [])),
         args=list(container.get("args", [])),
-        env={e["name"]: e.get("value", "") for e in container.get("env", [])},
+        **_env(container.get("env", [])),
         mounts=[
             Mount(m["mountPath"], volumes[m["name"]]) for m in container.get("volumeMounts", [])
         ],
         **_resources(container.get("resources", {})),
     )
+
+
+def _env(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A container's env: plain values, and references to the keys of Secrets."""
+    env: dict[str, str] = {}
+    secrets: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            secrets[entry["name"]] = (ref["name"], ref["key"])
+        else:
+            env[entry["name"]] = entry.get("value", "")
+    return {"env": env, "secret_env": secrets}
 
 
 def _resources(resources: dict[str, Any]) -> dict[str, Any]:

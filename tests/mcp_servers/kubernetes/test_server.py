@@ -9,9 +9,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from agent.stack import LocalStack
 from common.errors import ErrorKind
+from mcp_servers.kubernetes.job_env import BASE_ENV
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
 from mcp_servers.kubernetes.schemas import JobStatus
 from mcp_servers.kubernetes.server import build_server
@@ -294,6 +296,18 @@ BAD_SPECS = [
     ({"name": "job\x00x"}, INVALID, "NUL byte"),
     ({"extra_args": ["--seed", "1\x00"]}, INVALID, "NUL byte"),
     ({"extra_args": ["--help"]}, INVALID, "may not ask for --help"),
+    ({"env": {"HOME": "/root"}}, INVALID, "HOME would redirect where the job reads"),
+    ({"env": {"https_proxy": "http://evil:3128"}}, INVALID, "https_proxy would redirect"),
+    ({"env": {"SSL_CERT_FILE": "/tmp/ca.pem"}}, INVALID, "SSL_CERT_FILE would redirect"),
+    ({"env": {"XDG_CACHE_HOME": "/tmp"}}, INVALID, "XDG_CACHE_HOME would redirect"),
+    ({"env": {"TORCH_HOME": "/tmp"}}, INVALID, "TORCH_HOME would redirect"),
+    ({"env": {"MLFLOW_EXPERIMENT_NAME": "x"}}, INVALID, "MLFLOW_EXPERIMENT_NAME is set by"),
+    ({"env": {"MLFLOW_RUN_ID": "x"}}, INVALID, "MLFLOW_RUN_ID is set by trainops"),
+    ({"env": {"TORCHELASTIC_RUN_ID": "x"}}, INVALID, "TORCHELASTIC_RUN_ID is set by"),
+    ({"env": {"GROUP_RANK": "0"}}, INVALID, "GROUP_RANK is set by trainops itself"),
+    ({"env": {"OPENAI_API_KEY": "sk-leak"}}, INVALID, "pass it in secret_env"),
+    ({"secret_env": {"PATH": {"secret": "s", "key": "k"}}}, INVALID, "PATH would change"),
+    ({"secret_env": {"T": {"secret": "Bad_Name", "key": "k"}}}, INVALID, "secret_env.T.secret"),
 ]
 
 
@@ -305,6 +319,7 @@ async def test_bad_arguments_are_one_line_tool_errors_with_a_kind_and_create_not
             for tool in ("training_jobs_create", "manifests_render"):
                 got, error = await call_failure(session, tool, spec=smoke_spec(**overrides))
                 assert (got, expected in error) == (kind, True), (overrides, error)
+                assert "sk-leak" not in error  # a refused secret is not echoed back
         kind, error = await call_failure(session, "training_jobs_get", job_id="nope-0000")
         assert kind == ErrorKind.NOT_FOUND and "no job 'nope-0000'" in error
         kind, error = await call_failure(session, "training_jobs_get", job_id="../../etc")
@@ -384,3 +399,61 @@ async def test_asking_for_help_in_extra_args_neither_prints_on_the_channel_nor_e
         capacity = await call(session, "cluster_capacity")  # the same session still answers
         assert capacity["nodes"]
     assert not any((tmp_path / "jobs").glob("*/status.json"))
+
+
+async def test_a_replica_gets_its_manifests_env_and_secrets_never_the_servers_own(
+    settings_for, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "OPENAI_API_KEY": "sk-server-own",
+        "AWS_SECRET_ACCESS_KEY": "server-aws-secret",
+        "HTTPS_PROXY": "http://proxy.example:3128",
+        "MLFLOW_EXPERIMENT_NAME": "not-the-jobs",
+        "TORCHELASTIC_RUN_ID": "stale",
+    }.items():
+        monkeypatch.setenv(name, value)  # the server's environment, which a job must not see
+    secret = tmp_path / "secrets" / "hf" / "token"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("hf_value_1234\n")
+    spec = smoke_spec(
+        epochs=500,
+        env={"MY_SETTING": "1"},
+        secret_env={"HF_TOKEN": {"secret": "hf", "key": "token"}},
+    )
+    async with memory_session(build_server, settings_for()) as session:
+        rendered = await call(session, "manifests_render", spec=spec)
+        assert "hf_value_1234" not in rendered["yaml"] and "secretKeyRef" in rendered["yaml"]
+        job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
+        await wait_until(session, job_id, {"Running"})
+        folder = tmp_path / "jobs" / job_id
+        replica = json.loads((folder / "status.json").read_text())["replicas"][0]["process"]
+        env = psutil.Process(replica["pid"]).environ()
+        manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
+        container = manifest["spec"]["template"]["spec"]["containers"][0]
+        given = {e["name"] for e in container["env"]}
+        local = {"HOME", "TMPDIR", "PYTHONPATH", "TRAINOPS_REPLICA", "CUDA_VISIBLE_DEVICES"}
+        assert set(env) - given - local - set(BASE_ENV) == set(), sorted(env)
+        assert env["HF_TOKEN"] == "hf_value_1234" and env["MY_SETTING"] == "1"
+        assert env["HOME"].startswith(str(folder)) and env["TMPDIR"].startswith(str(folder))
+        assert not {"OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "HTTPS_PROXY"} & set(env)
+        assert "hf_value_1234" not in "".join(p.read_text() for p in folder.rglob("*.json"))
+
+        with open(folder / "logs" / "trainer-0.log", "a") as log:  # as if the job printed them
+            log.write("token hf_value_1234 and OPENAI_API_KEY=sk-printed\n")
+        tail = await call(session, "training_jobs_logs", job_id=job_id, tail_lines=5)
+        assert "hf_value_1234" not in str(tail) and "sk-printed" not in str(tail)
+        assert "[redacted]" in tail["lines"][-1]
+        await call(session, "training_jobs_delete", job_id=job_id)
+
+
+async def test_a_job_whose_secret_is_missing_fails_before_starting_saying_where(
+    settings_for, tmp_path: Path
+) -> None:
+    spec = smoke_spec(secret_env={"HF_TOKEN": {"secret": "hf", "key": "token"}})
+    async with memory_session(build_server, settings_for()) as session:
+        job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
+        failed = await wait_until(session, job_id, {"Failed"})
+    condition = JobStatus.model_validate(failed).condition
+    assert condition is not None and condition.reason == "CreateContainerConfigError"
+    assert str(tmp_path / "secrets" / "hf" / "token") in failed["message"]
+    assert job_processes(job_id) == []
