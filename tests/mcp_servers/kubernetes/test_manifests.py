@@ -70,6 +70,8 @@ def test_rendered_manifest_validates_against_the_real_schema(
         gpus_per_node=gpus,
         kind=kind,
         extra_args=["--precision", "bf16"],
+        env={"NCCL_DEBUG": "INFO"},
+        secret_env={"HF_TOKEN": {"secret": "hf", "key": "token"}},
     )
     manifest = render(spec, "resnet18-cifar10-0a1b", "trainops", CONTEXT)
     expected_kind = "TrainJob" if kind == "TrainJob" else ("Job" if nodes == 1 else "PyTorchJob")
