@@ -59,8 +59,7 @@ def mlflow_client(mlflow_url: str):
 def no_job_outlives_its_test(tmp_path: Path) -> Iterator[None]:
     """A failed test must not leave supervisors and training processes running."""
     yield
-    for job in JobStore(tmp_path / "jobs").jobs():
-        state = job.read_state()
+    for job, state in JobStore(tmp_path / "jobs").readable():
         leftovers = job_processes(job.job_id)
         if state.supervisor is not None and psutil.pid_exists(state.supervisor.pid):
             try:

@@ -22,10 +22,22 @@ from common.errors import NotFound
 from common.settings import Settings
 from common.vocabulary import TERMINAL_PHASES, Phase
 from mcp_servers.kubernetes.backend import JobExists, JobNotFound, JobRefused
-from mcp_servers.kubernetes.local.capacity import alive, node_capacity
+from mcp_servers.kubernetes.local.capacity import (
+    SUPERVISOR_MODULE,
+    alive,
+    is_supervisor_of,
+    node_capacity,
+)
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
 from mcp_servers.kubernetes.local.secrets import known_values
-from mcp_servers.kubernetes.local.store import STATUS, JobDir, JobStore, LocalJobState, now
+from mcp_servers.kubernetes.local.store import (
+    STATUS,
+    DamagedRecord,
+    JobDir,
+    JobStore,
+    LocalJobState,
+    now,
+)
 from mcp_servers.kubernetes.manifests import Manifest
 from mcp_servers.kubernetes.progress import last_progress, read_tail
 from mcp_servers.kubernetes.schemas import (
@@ -82,7 +94,9 @@ class LocalBackend:
                     f"a job named {manifest.job_id} already exists; choose another name or omit it"
                 )
             active = sum(
-                1 for job in self.store.jobs() if self._state(job).phase not in TERMINAL_PHASES
+                1
+                for job, recorded in self.store.readable()
+                if self._effective(job, recorded).phase not in TERMINAL_PHASES
             )
             cap = self.settings.kubernetes.max_concurrent_jobs
             if active >= cap:
@@ -117,7 +131,7 @@ class LocalBackend:
                     [
                         sys.executable,
                         "-m",
-                        "mcp_servers.kubernetes.local.supervisor",
+                        SUPERVISOR_MODULE,
                         str(job.path),
                     ],
                     stdout=log,
@@ -141,9 +155,11 @@ class LocalBackend:
         return job
 
     def _state(self, job: JobDir) -> LocalJobState:
+        return self._effective(job, self.store.state(job))
+
+    def _effective(self, job: JobDir, state: LocalJobState) -> LocalJobState:
         """The recorded state; a job whose supervisor died before finishing it reads as Failed
         (derived, not written: the folder stays as the supervisor left it)."""
-        state = job.read_state()
         if state.phase in TERMINAL_PHASES:
             return state
         started_long_ago = (now() - state.created_at).total_seconds() > SUPERVISOR_START_TIMEOUT_S
@@ -160,7 +176,7 @@ class LocalBackend:
     def get(self, job_id: str) -> JobStatus:
         job = self._job(job_id)
         state = self._state(job)
-        spec = job.read_spec()
+        spec = self.store.spec(job)
         master = state.replicas[0].name if state.replicas else "trainer-0"
         progress, run_id = last_progress(job.log_file(master))
         return JobStatus(
@@ -211,12 +227,15 @@ class LocalBackend:
         return self.get(job_id)
 
     def list(self, phase: Phase | None, limit: int) -> JobList:
-        states = [self._state(job) for job in self.store.jobs()]
-        states = [s for s in states if phase is None or s.phase == phase]
-        states.sort(key=lambda s: s.created_at, reverse=True)
+        jobs = [(job, self._effective(job, state)) for job, state in self.store.readable()]
+        jobs = [(job, state) for job, state in jobs if phase is None or state.phase == phase]
+        jobs.sort(key=lambda pair: pair[1].created_at, reverse=True)
         summaries = []
-        for state in states[:limit]:
-            spec = self.store.job(state.job_id).read_spec()
+        for job, state in jobs[:limit]:
+            try:
+                spec = self.store.spec(job)
+            except DamagedRecord:
+                spec = {}  # the listing still shows the job; its get says what is damaged
             summaries.append(
                 JobSummary(
                     job_id=state.job_id,
@@ -229,7 +248,7 @@ class LocalBackend:
                     message=_message(state, None),
                 )
             )
-        return JobList(jobs=summaries, total=len(states))
+        return JobList(jobs=summaries, total=len(jobs))
 
     def events(self, job_id: str, limit: int) -> JobEvents:
         job = self._job(job_id)
@@ -275,7 +294,7 @@ class LocalBackend:
 
     def _secret_values(self, job: JobDir) -> Sequence[str]:
         """The values of the Secrets a job references, so that no output shows them."""
-        refs = job.read_spec().get("secret_env", {}).values()
+        refs = self.store.spec(job).get("secret_env", {}).values()
         return known_values(self.settings.secrets_dir, [(r["secret"], r["key"]) for r in refs])
 
     def capacity(self) -> Capacity:
@@ -290,7 +309,7 @@ class LocalBackend:
             raise JobRefused(f"job {job_id} is not managed by trainops; it is left alone")
         state = self._state(job)
         if state.phase not in TERMINAL_PHASES:
-            if state.supervisor is not None and alive(state.supervisor):
+            if state.supervisor is not None and is_supervisor_of(state.supervisor, job.path):
                 os.kill(state.supervisor.pid, signal.SIGTERM)
                 await self._wait_until_finished(job_id, CANCEL_TIMEOUT_S)
             await anyio.to_thread.run_sync(self._force_cancel, job)

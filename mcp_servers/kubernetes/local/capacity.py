@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
 from mcp_servers.kubernetes.local.store import JobStore, ProcessRef
 from mcp_servers.kubernetes.schemas import NodeCapacity, ResourceAmounts
+
+SUPERVISOR_MODULE = "mcp_servers.kubernetes.local.supervisor"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,18 @@ def alive(ref: ProcessRef | None) -> bool:
         return False
 
 
+def is_supervisor_of(ref: ProcessRef, job_path: Path) -> bool:
+    """Whether `ref` is alive and is this job's supervisor (its command names the job's folder):
+    a pid on disk that trainops cannot prove it started is never signalled."""
+    if not alive(ref):
+        return False
+    try:
+        command = psutil.Process(ref.pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return SUPERVISOR_MODULE in command and str(job_path) in command
+
+
 @dataclass(frozen=True)
 class Reservations:
     cpus: float
@@ -62,10 +77,9 @@ class Reservations:
 def reservations(store: JobStore, exclude: str | None = None) -> Reservations:
     """What running local jobs hold, as the scheduler counts requests (not actual use)."""
     cpus, memory, gpu_ids = 0.0, 0, set()
-    for job in store.jobs():
+    for job, state in store.readable():
         if job.job_id == exclude:
             continue
-        state = job.read_state()
         if state.phase == "Running" and state.reserved and alive(state.supervisor):
             cpus += state.reserved.cpus
             memory += state.reserved.memory_bytes

@@ -15,19 +15,24 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel
 
+from common.errors import ErrorKind, TrainopsError, one_line
 from common.files import write_atomic
 from common.vocabulary import Phase
 from mcp_servers.kubernetes.schemas import Condition, JobEvent, ReplicaStatus, ResourceAmounts
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MANIFEST = "manifest.yaml"
 SPEC = "spec.json"
@@ -105,7 +110,18 @@ class JobDir:
         return (self.path / STATUS).is_file()
 
     def read_state(self) -> LocalJobState:
-        return LocalJobState.model_validate_json((self.path / STATUS).read_text())
+        return self._read(STATUS, LocalJobState.model_validate_json)
+
+    def _read(self, name: str, parse: Callable[[str], T]) -> T:
+        """A record of the job, parsed; a missing or damaged one is this job's problem alone."""
+        path = self.path / name
+        try:
+            return parse(path.read_text())
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            raise DamagedRecord(
+                f"job {self.job_id}'s {name} is unreadable ({one_line(e)[:160]}); restore it, or "
+                f"remove {self.path} to forget the job"
+            ) from None
 
     def state_written_at(self) -> datetime:
         """When status.json was last written (by the supervisor, or at creation)."""
@@ -115,10 +131,10 @@ class JobDir:
         write_atomic(self.path / STATUS, state.model_dump_json(indent=1))
 
     def read_manifest(self) -> dict[str, Any]:
-        return yaml.safe_load((self.path / MANIFEST).read_text())
+        return self._read(MANIFEST, _mapping(yaml.safe_load))
 
     def read_spec(self) -> dict[str, Any]:
-        return json.loads((self.path / SPEC).read_text())
+        return self._read(SPEC, _mapping(json.loads))
 
     def add_event(self, type_: str, reason: str, message: str, replica: str | None = None) -> None:
         event = JobEvent(time=now(), type=type_, reason=reason, message=message, replica=replica)
@@ -130,7 +146,29 @@ class JobDir:
             lines = (self.path / EVENTS).read_text().splitlines()
         except FileNotFoundError:
             return []
-        return [JobEvent.model_validate_json(line) for line in lines[-limit:] if line.strip()]
+        events = []
+        for line in lines[-limit:]:
+            try:
+                events.append(JobEvent.model_validate_json(line))
+            except ValueError:
+                continue  # a torn or hand-edited line: the other events still stand
+        return events
+
+
+class DamagedRecord(TrainopsError):
+    """A job's files on disk are missing or unreadable: that job's problem, not the caller's."""
+
+    kind = ErrorKind.INTERNAL
+
+
+def _mapping(parse: Callable[[str], Any]) -> Callable[[str], dict[str, Any]]:
+    def parsed(text: str) -> dict[str, Any]:
+        value = parse(text)
+        if not isinstance(value, dict):
+            raise ValueError("not a mapping")
+        return value
+
+    return parsed
 
 
 class JobStore:
@@ -138,14 +176,59 @@ class JobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Reads are cached by the file's identity: a listing of many jobs stats their status
+        # files and parses only those written since (a finished job's is never written again).
+        self._states: dict[Path, tuple[tuple[int, int, int], LocalJobState]] = {}
+        self._specs: dict[Path, dict[str, Any]] = {}
 
     def job(self, job_id: str) -> JobDir:
         return JobDir(self.root / job_id)
 
     def jobs(self) -> list[JobDir]:
+        """Every job folder (not the staging folders of jobs being created)."""
         if not self.root.is_dir():
             return []
-        return [JobDir(p) for p in self.root.iterdir() if p.is_dir() and (p / STATUS).is_file()]
+        return [
+            JobDir(p)
+            for p in self.root.iterdir()
+            if not p.name.startswith(".") and (p / STATUS).is_file()
+        ]
+
+    def state(self, job: JobDir) -> LocalJobState:
+        """The job's recorded state (shared: callers read it and never change it)."""
+        try:
+            stat = (job.path / STATUS).stat()
+        except OSError as e:
+            raise DamagedRecord(f"job {job.job_id}'s status is gone ({one_line(e)})") from None
+        identity = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached = self._states.get(job.path)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        state = job.read_state()
+        if state.job_id != job.job_id:
+            raise DamagedRecord(
+                f"job {job.job_id}'s status.json is of job {state.job_id}; restore it, or remove "
+                f"{job.path} to forget the job"
+            )
+        self._states[job.path] = (identity, state)
+        return state
+
+    def spec(self, job: JobDir) -> dict[str, Any]:
+        """The spec the job was created from (written once, at creation)."""
+        if job.path not in self._specs:
+            self._specs[job.path] = job.read_spec()
+        return self._specs[job.path]
+
+    def readable(self) -> list[tuple[JobDir, LocalJobState]]:
+        """Every job whose records read; a damaged one is left out here and reported when it is
+        asked for by name."""
+        out = []
+        for job in self.jobs():
+            try:
+                out.append((job, self.state(job)))
+            except DamagedRecord as e:
+                log.warning("%s", e)
+        return out
 
     @contextlib.contextmanager
     def lock(self, name: str = "create") -> Iterator[None]:

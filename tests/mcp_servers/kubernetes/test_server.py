@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import psutil
@@ -457,3 +459,42 @@ async def test_a_job_whose_secret_is_missing_fails_before_starting_saying_where(
     assert condition is not None and condition.reason == "CreateContainerConfigError"
     assert str(tmp_path / "secrets" / "hf" / "token") in failed["message"]
     assert job_processes(job_id) == []
+
+
+async def test_a_damaged_job_folder_is_that_jobs_problem_and_delete_signals_no_stranger(
+    settings_for, tmp_path: Path
+) -> None:
+    stranger = subprocess.Popen(["sleep", "300"])  # an unrelated process of this machine
+    try:
+        async with memory_session(build_server, settings_for()) as session:
+            good = (await call(session, "training_jobs_create", spec=smoke_spec()))["job_id"]
+            await wait_until(session, good, {"Succeeded"})
+            jobs = tmp_path / "jobs"
+            for name in ("corrupt-0001", "nospec-0002", "forged-0003"):
+                shutil.copytree(jobs / good, jobs / name)
+                status = json.loads((jobs / name / "status.json").read_text())
+                (jobs / name / "status.json").write_text(json.dumps({**status, "job_id": name}))
+            (jobs / "corrupt-0001" / "status.json").write_text("{not json")
+            (jobs / "nospec-0002" / "spec.json").unlink()
+            forged = json.loads((jobs / good / "status.json").read_text())
+            forged.update(job_id="forged-0003", phase="Running", completion_time=None)
+            process = psutil.Process(stranger.pid)
+            forged["supervisor"] = {"pid": stranger.pid, "create_time": process.create_time()}
+            (jobs / "forged-0003" / "status.json").write_text(json.dumps(forged))
+
+            listed = await call(session, "training_jobs_list")
+            assert {j["job_id"] for j in listed["jobs"]} == {good, "nospec-0002", "forged-0003"}
+            assert (await call(session, "cluster_capacity"))["nodes"]
+            kind, error = await call_failure(session, "training_jobs_get", job_id="corrupt-0001")
+            assert kind == ErrorKind.INTERNAL and "status.json is unreadable" in error
+            kind, error = await call_failure(session, "training_jobs_get", job_id="nospec-0002")
+            assert kind == ErrorKind.INTERNAL and "spec.json is unreadable" in error
+            assert (await call(session, "training_jobs_get", job_id=good))["phase"] == "Succeeded"
+            again = await call(session, "training_jobs_create", spec=smoke_spec())
+            assert again["created"]
+            await call(session, "training_jobs_delete", job_id="forged-0003")
+            assert stranger.poll() is None, "delete signalled a process trainops did not start"
+            await wait_until(session, again["job_id"], {"Succeeded"})
+    finally:
+        stranger.kill()
+        stranger.wait()
