@@ -114,6 +114,12 @@ class PromLabel:
     NAMESPACE: Final = "namespace"
 
 
+MLFLOW_OUTBOX_FILE: Final = "mlflow_outbox.jsonl"
+"""Beside a job's checkpoints: the MLflow writes MLflow has not taken yet (see training's
+MlflowSink); whoever finds it there may deliver it with `python -m training.telemetry.drain`."""
+MLFLOW_URI_FILE_ENV: Final = "TRAINOPS_MLFLOW_URI_FILE"
+"""A file that says where MLflow is now, should it move while a job runs (the local backend)."""
+
 # -- the progress event ----------------------------------------------------------------------------
 
 ProgressKind = Literal["start", "resumed", "epoch", "done"]

@@ -215,6 +215,7 @@ def _mlflow_sink(job: Job, checkpoints: Any) -> Any:
         run_name=job.cfg.run_name or job.job_id,
         job_id=job.settings.job_id,
         storage=checkpoints.storage if checkpoints else None,
+        uri_file=job.settings.mlflow_uri_file,
     )
 
 

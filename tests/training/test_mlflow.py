@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import mlflow
 
 from common.net import free_port
-from tests.support import clean_env, run_training, train_args
+from tests.support import TrainingRun, clean_env, run_training, train_args
 from training.config import TrainConfig
 from training.data import load_dataset
 
@@ -109,6 +111,73 @@ def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
     assert [m.step for m in history] == [1, 2]
     assert [round(m.value, 6) for m in history] == recorded
     assert runs[0].info.status == "FINISHED"
+
+
+def test_a_finished_jobs_outbox_is_delivered_by_the_drain_to_where_mlflow_is_now(
+    mlflow_url, mlflow_client, tmp_path: Path
+) -> None:
+    """MLflow away for the whole job, then back at another address: the drain that the local
+    backend runs after the job leaves the run complete (epochs, model) and closed."""
+    job_id = f"mlp-digits-{uuid.uuid4().hex[:4]}"
+    checkpoints = tmp_path / "ckpt"
+    args = train_args(
+        "mlp",
+        "digits",
+        epochs=2,
+        smoke_test=True,
+        experiment="test-drain",
+        checkpoint_dir=str(checkpoints),
+    )
+    away = run_training(args, env=job_env(f"http://127.0.0.1:{free_port()}", job_id))
+    assert away.returncode == 0, away.stderr[-3000:]
+    assert (checkpoints / "mlflow_outbox.jsonl").is_file()
+    assert (checkpoints / "mlflow_pending_model.pt").is_file()
+
+    drain = [sys.executable, "-m", "training.telemetry.drain", "--checkpoint-dir"]
+    delivered = subprocess.run(
+        [*drain, str(checkpoints), "--tracking-uri", mlflow_url],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert delivered.returncode == 0, delivered.stderr[-3000:]
+    assert not (checkpoints / "mlflow_outbox.jsonl").exists()
+    assert not (checkpoints / "mlflow_pending_model.pt").exists()
+    (run,) = runs_of(mlflow_client, job_id, "test-drain")
+    assert run.info.status == "FINISHED"
+    history = mlflow_client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [m.step for m in history] == [1, 2]
+    models = mlflow_client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert [m.source_run_id for m in models] == [run.info.run_id]
+
+
+def test_a_job_follows_mlflow_to_a_new_address_from_its_uri_file(
+    mlflow_url, mlflow_client, tmp_path: Path
+) -> None:
+    job_id = f"mlp-digits-{uuid.uuid4().hex[:4]}"
+    where = tmp_path / "mlflow.uri"
+    where.write_text(f"http://127.0.0.1:{free_port()}")  # where MLflow was: gone
+    env = job_env(where.read_text(), job_id) | {"TRAINOPS_MLFLOW_URI_FILE": str(where)}
+    args = train_args(
+        "mlp",
+        "digits",
+        epochs=2,
+        smoke_test=True,
+        experiment="test-moved",
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
+    run = TrainingRun(args, env=env)
+    run.wait_for_event("start")
+    where.write_text(mlflow_url)  # MLflow is back, elsewhere
+    assert run.finish(300) == 0, run.stderr[-3000:]
+    (found,) = runs_of(mlflow_client, job_id, "test-moved")
+    assert found.info.status == "FINISHED"
+    assert [m.step for m in mlflow_client.get_metric_history(found.info.run_id, "train_loss")] == [
+        1,
+        2,
+    ]
+    assert not (tmp_path / "ckpt" / "mlflow_outbox.jsonl").exists()
 
 
 def test_fallback_is_loud_on_stdout_in_the_done_line_and_on_the_run(

@@ -1,17 +1,22 @@
 """Rank 0's MLflow writer: one run per job, batched writes off the training thread, no loss.
 
 Every write goes to the outbox first and leaves it only once MLflow acknowledged it, so an
-unreachable server costs a warning, not metrics: they are sent, in order, when it is back (in
-this process, or in the next attempt of the job, which finds the outbox beside the checkpoints).
+unreachable server costs a warning, not metrics: they are sent, in order, when it is back: in
+this process (which re-reads where MLflow is from TRAINOPS_MLFLOW_URI_FILE, should it move), in
+the next attempt of the job, or by `python -m training.telemetry.drain` after the job ended (the
+local backend's supervisor runs it), all of which find the outbox beside the checkpoints. The
+final model waits there too, as a file, until MLflow has it.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +24,7 @@ import torch
 from common.errors import first_line
 from common.telemetry import MlflowTag
 from training.storage import Storage
-from training.telemetry.outbox import Outbox, RunRecord
+from training.telemetry.outbox import PENDING_MODEL_FILE, Outbox, RunRecord, storage_records
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ class MlflowSink:
         run_name: str,
         job_id: str | None,
         storage: Storage | None,
+        uri_file: str | None = None,
     ) -> None:
         # Fail fast when the server is down; the outbox makes retries our job, not the client's.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -52,6 +58,8 @@ class MlflowSink:
         self._rest_error = RestException
         self.client = mlflow.MlflowClient(tracking_uri)
         self.tracking_uri = tracking_uri
+        self.uri_file = uri_file
+        self.storage = storage
         self.experiment = experiment
         self.run_name = run_name
         self.job_id = job_id
@@ -74,9 +82,25 @@ class MlflowSink:
         if self.record.run_id is None:
             self.record.run_id = run_id
 
+    @classmethod
+    def resume(cls, tracking_uri: str, storage: Storage) -> MlflowSink:
+        """A sink for the outbox a job left behind (whoever delivers it after the job ended)."""
+        identity = next((r for r in storage_records(storage) if r["op"] == "run"), {})
+        sink = cls(
+            tracking_uri,
+            experiment=identity.get("experiment", "trainops"),
+            run_name=identity.get("run_name", "trainops"),
+            job_id=identity.get("job_id"),
+            storage=storage,
+        )
+        sink._opened = True
+        return sink
+
     def open(self, params: dict[str, str], tags: dict[str, str]) -> str | None:
         """Queue the run's params and tags, try to deliver them now, and start the sender."""
         self._opened = True
+        identity = {"experiment": self.experiment, "run_name": self.run_name, "job_id": self.job_id}
+        self.outbox.append({"op": "run", **identity})  # who the run is, should a stranger send it
         self.outbox.append({"op": "status", "status": "RUNNING"})
         self.outbox.append({"op": "params", "params": params})
         self.outbox.append({"op": "tags", "tags": tags})
@@ -94,10 +118,23 @@ class MlflowSink:
         self._wake.put(None)
 
     def log_model(self, model: torch.nn.Module, input_example: torch.Tensor) -> None:
-        """Log the final model once per job (a restarted, finished job does not log it twice)."""
-        if not self.record.model_logged:
-            self._model = (model, input_example)
-            self._wake.put(None)
+        """Log the final model once per job (a restarted, finished job does not log it twice).
+        It waits as a file beside the outbox until MLflow has it."""
+        if self.record.model_logged:
+            return
+        self._model = (model, input_example)
+        if self.storage is not None:
+            blob = io.BytesIO()
+            torch.save({"model": model, "example": input_example}, blob)
+            data = blob.getvalue()
+            self.storage.write_atomic(PENDING_MODEL_FILE, lambda f: f.write(data))
+        self.outbox.append({"op": "model"})
+        self._wake.put(None)
+
+    def drain(self) -> bool:
+        """Send what the outbox holds now; True when nothing is left."""
+        self._drain()
+        return not len(self.outbox)
 
     def close(self, status: str, timeout_s: float = 120.0) -> list[str]:
         """Finish the run and wait (bounded) for everything queued to be delivered."""
@@ -111,14 +148,11 @@ class MlflowSink:
             self._drain()
         if len(self.outbox):
             self.warnings.append(
-                f"MLflow at {self.tracking_uri} did not take {len(self.outbox)} pending writes; "
-                f"they wait in {self.outbox.where} and are sent when the job next runs"
+                f"MLflow at {self.tracking_uri} did not take {len(self.outbox)} pending writes "
+                f"(the final model among them); they wait in {self.outbox.where} and are sent "
+                "once MLflow answers (the local backend delivers them after the job)"
             )
-        if self._model is not None:
-            self.warnings.append(
-                "the final model was not logged to MLflow; it is in the checkpoint"
-            )
-            self._model = None
+        self._model = None
         return self.warnings
 
     def _worker(self) -> None:
@@ -133,6 +167,8 @@ class MlflowSink:
 
     def _drain(self) -> bool:
         with self._send_lock:
+            if not self._reachable:
+                self._follow_uri()
             try:
                 self._ensure_run()
             except self._errors as e:
@@ -147,9 +183,11 @@ class MlflowSink:
                         return False
                     # MLflow refuses this write for good (e.g. a param changed on restart).
                     self._warn(f"MLflow rejected a {record['op']} write ({first_line(e)}); dropped")
+                except RuntimeError as e:  # torch.export could not trace the model
+                    self._warn(
+                        f"the final model could not be exported for MLflow ({first_line(e)})"
+                    )
                 self.outbox.pop_first()
-            if self._model is not None and not self._deliver_model():
-                return False
         if not self._reachable:
             log.warning(
                 "MLflow at %s is reachable again; pending writes were sent", self.tracking_uri
@@ -181,6 +219,8 @@ class MlflowSink:
             self.client.update_run(run_id, status="RUNNING")
         elif op == "status":
             self.client.set_terminated(run_id, record["status"], end_time=record["timestamp"])
+        elif op == "model":
+            self._send_pending_model()
 
     @property
     def _run_id(self) -> str:
@@ -188,20 +228,39 @@ class MlflowSink:
         assert self.record.run_id is not None
         return self.record.run_id
 
-    def _deliver_model(self) -> bool:
-        if self._model is None:
-            return True
-        try:
-            self._send_model(*self._model)
-        except self._errors as e:
-            if self._is_unreachable(e):
-                self._mark_unreachable(e)
-                return False
-            self._warn(f"the final model could not be logged to MLflow ({first_line(e)})")
-        except RuntimeError as e:  # torch.export could not trace the model
-            self._warn(f"the final model could not be exported for MLflow ({first_line(e)})")
+    def _send_pending_model(self) -> None:
+        """The final model, from memory or from the file it waits in, unless MLflow has it."""
+        if self.record.model_logged:
+            return
+        pending = self._model
+        if pending is None and self.storage is not None and self.storage.exists(PENDING_MODEL_FILE):
+            # Written by this job's own rank 0 (log_model): trusted, so not weights_only.
+            saved = torch.load(
+                io.BytesIO(self.storage.read_bytes(PENDING_MODEL_FILE)), weights_only=False
+            )
+            pending = (saved["model"], saved["example"])
+        if pending is None:
+            self._warn(
+                "the final model was lost before MLflow could take it; it is in the checkpoint"
+            )
+            return
+        self._send_model(*pending)
         self._model = None
-        return True
+        if self.storage is not None:
+            self.storage.delete(PENDING_MODEL_FILE)
+
+    def _follow_uri(self) -> None:
+        """Where MLflow is now, when the launcher says so in a file (it may have moved)."""
+        if self.uri_file is None:
+            return
+        try:
+            uri = Path(self.uri_file).read_text().strip()
+        except OSError:
+            return
+        if uri and uri != self.tracking_uri:
+            log.warning("MLflow moved from %s to %s; sending there", self.tracking_uri, uri)
+            self.tracking_uri = uri
+            self.client = self._mlflow.MlflowClient(uri)
 
     def _is_unreachable(self, error: BaseException) -> bool:
         """Connection trouble or a server-side failure, worth retrying; anything else is final."""

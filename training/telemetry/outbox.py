@@ -10,10 +10,21 @@ import json
 import threading
 from typing import Any
 
+from common.telemetry import MLFLOW_OUTBOX_FILE
 from training.storage import Storage
 
-OUTBOX_FILE = "mlflow_outbox.jsonl"
+OUTBOX_FILE = MLFLOW_OUTBOX_FILE
 RUN_FILE = "mlflow_run.json"
+PENDING_MODEL_FILE = "mlflow_pending_model.pt"
+"""The final model, saved when training ends, until MLflow has it."""
+
+
+def storage_records(storage: Storage) -> list[dict[str, Any]]:
+    """The records of the outbox in `storage`, oldest first."""
+    if not storage.exists(OUTBOX_FILE):
+        return []
+    lines = storage.read_bytes(OUTBOX_FILE).decode().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 class Outbox:
@@ -21,9 +32,8 @@ class Outbox:
         self.storage = storage
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
-        if storage is not None and storage.exists(OUTBOX_FILE):
-            lines = storage.read_bytes(OUTBOX_FILE).decode().splitlines()
-            self._records = [json.loads(line) for line in lines if line.strip()]
+        if storage is not None:
+            self._records = storage_records(storage)
 
     @property
     def where(self) -> str:

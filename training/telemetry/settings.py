@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from common.telemetry import MLFLOW_URI_FILE_ENV
 from training.errors import ConfigError
 
 # What MLflow's tracking and registry stores accept; anything without "://" is a local path.
@@ -20,6 +21,8 @@ class TelemetrySettings:
     """trainops.job_id, set by whoever launched the job (the local backend, a manifest)."""
     metrics_port: int | None = None
     """Base port of the Prometheus exporter; each rank listens on metrics_port + LOCAL_RANK."""
+    mlflow_uri_file: str | None = None
+    """Where to read MLflow's address anew if it stops answering (it may have moved)."""
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> TelemetrySettings:
@@ -38,4 +41,5 @@ class TelemetrySettings:
             mlflow_tracking_uri=uri,
             job_id=env.get("TRAINOPS_JOB_ID") or None,
             metrics_port=int(port) if port else None,
+            mlflow_uri_file=env.get(MLFLOW_URI_FILE_ENV) or None,
         )

@@ -19,14 +19,15 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
 
 from common.files import write_atomic
 from common.net import free_port
-from common.settings import Settings, load_settings
-from common.telemetry import PromLabel
+from common.settings import Settings, SettingsError, load_settings
+from common.telemetry import MLFLOW_OUTBOX_FILE, MLFLOW_URI_FILE_ENV, PromLabel
 from common.vocabulary import INSUFFICIENT_RESOURCES, UNSCHEDULABLE
 from mcp_servers.kubernetes.job_env import BASE_ENV
 from mcp_servers.kubernetes.local.capacity import Machine, reservations, this_machine
@@ -62,6 +63,10 @@ GRACE_PERIOD_S = 10.0
 SCHEDULE_RETRY_S = 2.0
 POLL_WITHOUT_PIDFD_S = 0.5
 MEMORY_CHECK_S = 1.0
+MLFLOW_URI_CHECK_S = 5.0
+TELEMETRY_RETRY_S = (2.0, 15.0)
+TELEMETRY_DEADLINE_S = 6 * 3600.0
+DRAIN_TIMEOUT_S = 600.0
 
 
 class Supervisor:
@@ -78,6 +83,8 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._last_schedule_message = ""
+        self._uri_checked = -MLFLOW_URI_CHECK_S
+        self._uri_published: str | None = None
 
     # -- main loop -------------------------------------------------------------------------
 
@@ -102,12 +109,14 @@ class Supervisor:
             raise
         finally:
             self._targets_file.unlink(missing_ok=True)
+        self._deliver_telemetry()
 
     def _step(self) -> None:
         if self.cancel_requested:
             self._stop_all()
             self._finish("Cancelled", "Cancelled", "cancelled on request")
             return
+        self._publish_mlflow_uri()
         if self.state.phase == "Pending":
             if self._schedule():
                 self._start_all()
@@ -368,9 +377,87 @@ class Supervisor:
                 PET_NPROC_PER_NODE=str(nproc),
             )
         env["TRAINOPS_METRICS_PORT"] = str(ports[0])
+        if "MLFLOW_TRACKING_URI" in plan.pod.env:
+            env[MLFLOW_URI_FILE_ENV] = str(self._mlflow_uri_file)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         env[REPLICA_MARKER] = marker(self.job.job_id, plan.name)
         return env
+
+    # -- telemetry ---------------------------------------------------------------------------
+
+    @property
+    def _mlflow_uri_file(self) -> Path:
+        return self.job.path / "mlflow.uri"
+
+    def _configured_mlflow_uri(self) -> str | None:
+        """Where MLflow is now, as the settings say (`trainops up` rewrites them when it moves)."""
+        try:
+            return load_settings().mlflow_tracking_uri
+        except SettingsError as e:
+            log.warning("settings unreadable, MLflow's address unknown: %s", e)
+            return None
+
+    def _publish_mlflow_uri(self) -> None:
+        """Keep the file the replicas read MLflow's address from up to date (checked every few
+        seconds), so that a job follows MLflow to a new address without a restart."""
+        if time.monotonic() - self._uri_checked < MLFLOW_URI_CHECK_S:
+            return
+        self._uri_checked = time.monotonic()
+        uri = self._configured_mlflow_uri()
+        if uri and uri != self._uri_published:
+            write_atomic(self._mlflow_uri_file, uri)
+            self._uri_published = uri
+
+    def _checkpoint_dir(self) -> Path | None:
+        """Where rank 0's replica keeps its checkpoints (and the MLflow outbox), on this host."""
+        plan = self.workload.replicas[0]
+        args = plan.pod.args
+        for i, arg in enumerate(args[:-1]):
+            if arg == "--checkpoint-dir":
+                return Path(self._host_path(args[i + 1], plan.pod.mounts))
+        return None
+
+    def _deliver_telemetry(self) -> None:
+        """What the job left for MLflow (it was away when the job ended) is delivered from here,
+        to wherever MLflow is now, so that the job's run ends complete and closed."""
+        folder = self._checkpoint_dir()
+        if folder is None or not (folder / MLFLOW_OUTBOX_FILE).exists():
+            return
+        self.job.add_event(
+            "Normal", "TelemetryPending", "MLflow was away at the end; delivering its writes"
+        )
+        deadline = time.monotonic() + TELEMETRY_DEADLINE_S
+        delay = TELEMETRY_RETRY_S[0]
+        while not self.cancel_requested and time.monotonic() < deadline:
+            uri = self._configured_mlflow_uri()
+            if uri and self._drain(folder, uri) == 0:
+                self.job.add_event("Normal", "TelemetryDelivered", f"MLflow at {uri} has the run")
+                return
+            self._wait(delay)
+            delay = min(delay * 2, TELEMETRY_RETRY_S[1])
+        self.job.add_event(
+            "Warning",
+            "TelemetryUndelivered",
+            f"MLflow did not take the job's writes; they wait in {folder / MLFLOW_OUTBOX_FILE}",
+        )
+
+    def _drain(self, folder: Path, uri: str) -> int:
+        env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+        env.update(PYTHONPATH=_code_root(), HOME=str(self.job.path / "work"))
+        command = [sys.executable, "-m", "training.telemetry.drain"]
+        command += ["--checkpoint-dir", str(folder), "--tracking-uri", uri]
+        with open(self.job.path / "supervisor.log", "ab") as log_file:
+            try:
+                return subprocess.run(
+                    command,
+                    env=env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=DRAIN_TIMEOUT_S,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                return -1
 
     def _workdir(self, plan: ReplicaPlan) -> Path:
         return self.job.path / "work" / plan.name

@@ -15,6 +15,7 @@ import yaml
 
 from agent.stack import LocalStack
 from common.errors import ErrorKind
+from common.net import free_port
 from mcp_servers.kubernetes.job_env import BASE_ENV
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
 from mcp_servers.kubernetes.schemas import JobStatus
@@ -498,3 +499,40 @@ async def test_a_damaged_job_folder_is_that_jobs_problem_and_delete_signals_no_s
     finally:
         stranger.kill()
         stranger.wait()
+
+
+async def test_mlflow_away_until_after_the_job_then_back_elsewhere_still_gets_the_whole_run(
+    settings_for, tmp_path: Path
+) -> None:
+    """The job ends while MLflow is away; MLflow comes back at another address (`trainops up`
+    rewrites config.yaml): the job's supervisor delivers what the job left, and the run is
+    complete and closed."""
+    (tmp_path / "config.yaml").write_text(f"mlflow_tracking_uri: http://127.0.0.1:{free_port()}\n")
+    local = LocalStack(stack_settings(tmp_path))
+    try:
+        async with memory_session(build_server, settings_for()) as session:
+            spec = smoke_spec(model="mlp", epochs=2)
+            job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
+            done = await wait_until(session, job_id, {"Succeeded"})
+            assert done["mlflow_run_id"] is None  # MLflow never answered the job
+            mlflow_url = local.up(("mlflow",))[0].url
+
+            def delivered() -> bool:
+                events = (tmp_path / "jobs" / job_id / "events.jsonl").read_text()
+                return "TelemetryDelivered" in events
+
+            wait_for(delivered, timeout=180, what="the supervisor's delivery to MLflow")
+        from mlflow import MlflowClient
+
+        client = MlflowClient(mlflow_url)
+        experiment = client.get_experiment_by_name("trainops")
+        (run,) = client.search_runs(
+            [experiment.experiment_id], f"tags.`trainops.job_id` = '{job_id}'"
+        )
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert steps == [1, 2]
+        models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
+        assert [m.source_run_id for m in models] == [run.info.run_id]
+    finally:
+        local.down(("mlflow",))
