@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: help install prometheus demo test test-all lint bench clean
+CHECKOV := $(VENV)/tools/checkov/bin/checkov
+
+.PHONY: help install prometheus checkov demo test test-all lint bench clean
 
 help:
 	@echo "make demo   the agent trains a CNN on MNIST (bundled digits offline) and reports"
@@ -35,6 +37,13 @@ prometheus: $(STAMP)
 	dpkg -x $$dir/prometheus_*.deb $$dir/root && ln -sf $$(pwd)/$$dir/root/usr/bin/prometheus $(VENV)/bin/prometheus; \
 	$(VENV)/bin/prometheus --version | head -1
 
+# checkov, the IaC scanner the Pod Security test uses, in a venv of its own: its pins would
+# fight the project's.
+checkov: $(CHECKOV)
+$(CHECKOV):
+	$(PYTHON) -m venv $(VENV)/tools/checkov
+	$(VENV)/tools/checkov/bin/pip install -q "checkov>=3.2,<4"
+
 # The seed scenario, end to end on this machine: the local stack, then the agent. Offline, MNIST
 # can't be downloaded; the demo asks for the bundled digits as its fallback and says so.
 demo: $(STAMP) prometheus
@@ -42,7 +51,7 @@ demo: $(STAMP) prometheus
 	$(VENV)/bin/trainops ask "Train a CNN on MNIST with 3 epochs" --yes --fallback-dataset digits
 	@echo "The stack keeps running for a look at MLflow; stop it with: $(VENV)/bin/trainops down"
 
-test: $(STAMP) prometheus
+test: $(STAMP) prometheus checkov
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy

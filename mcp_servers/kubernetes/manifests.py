@@ -21,7 +21,9 @@ JOB_ID_LABEL = "trainops.io/job-id"
 IDEMPOTENCY_ANNOTATION = "trainops.io/idempotency-key"
 CHECKPOINT_MOUNT = "/checkpoints"
 DATA_MOUNT = "/data"
-TRAINER_UID = 1000  # the user of k8s/image/Dockerfile
+TRAINER_UID = 10001  # the user of k8s/image/Dockerfile (above the host's user ids)
+SCRATCH_MOUNT = "/tmp"
+"""The one writable path beside the volumes: the root filesystem is read-only."""
 # The container names each controller expects: the Training Operator looks for "pytorch", the
 # Trainer v2 torch runtime for "node".
 CONTAINER_NAME: dict[str, str] = {"Job": "trainer", "PyTorchJob": "pytorch", "TrainJob": "node"}
@@ -107,6 +109,7 @@ def _env(spec: TrainingJobSpec, job_id: str, ctx: RenderContext) -> list[client.
         "TRAINOPS_JOB_ID": job_id,
         "TRAINOPS_METRICS_PORT": str(ctx.policy.metrics_port),
         "PYTHONUNBUFFERED": "1",
+        "HOME": SCRATCH_MOUNT,  # caches land on the scratch volume, not the read-only root
         # A process's share of the CPUs asked for: torch would otherwise start a thread per
         # core of the node, whatever the pod may use.
         "OMP_NUM_THREADS": str(max(1, int(spec.cpus // spec.procs_per_node))),
@@ -129,8 +132,9 @@ def _env(spec: TrainingJobSpec, job_id: str, ctx: RenderContext) -> list[client.
 
 
 def _resources(spec: TrainingJobSpec) -> client.V1ResourceRequirements:
+    # Limits equal requests (Guaranteed QoS): a training pod gets what it is billed for.
     requests: dict[str, str] = {"cpu": _cpu_quantity(spec.cpus), "memory": spec.memory}
-    limits: dict[str, str] = {"memory": spec.memory}
+    limits: dict[str, str] = {"cpu": _cpu_quantity(spec.cpus), "memory": spec.memory}
     if spec.gpus_per_node:
         # Extended resources must request exactly what they limit.
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(spec.gpus_per_node)
@@ -158,11 +162,13 @@ def _volumes(ctx: RenderContext) -> tuple[list[client.V1Volume], list[client.V1V
         ),
         # NCCL and DataLoader workers need more shared memory than a container's 64 MiB.
         client.V1Volume(name="dshm", empty_dir=client.V1EmptyDirVolumeSource(medium="Memory")),
+        client.V1Volume(name="scratch", empty_dir=client.V1EmptyDirVolumeSource()),
     ]
     mounts = [
         client.V1VolumeMount(name="checkpoints", mount_path=CHECKPOINT_MOUNT),
         client.V1VolumeMount(name="datasets", mount_path=DATA_MOUNT),
         client.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
+        client.V1VolumeMount(name="scratch", mount_path=SCRATCH_MOUNT),
     ]
     return volumes, mounts
 
@@ -188,6 +194,15 @@ def _container(
         ports=ports,
         resources=_resources(spec),
         volume_mounts=mounts,
+        # The restricted Pod Security Standard: nothing to escalate to, no capabilities, a
+        # read-only root filesystem (the volumes are where the job writes).
+        security_context=client.V1SecurityContext(
+            allow_privilege_escalation=False,
+            capabilities=client.V1Capabilities(drop=["ALL"]),
+            read_only_root_filesystem=True,
+            run_as_non_root=True,
+            seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+        ),
     )
 
 
@@ -217,6 +232,7 @@ def _pod_template(
                 run_as_user=TRAINER_UID,
                 run_as_group=TRAINER_UID,
                 fs_group=TRAINER_UID,
+                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
             ),
             node_selector=dict(ctx.policy.gpu_node_selector)
             if gpu and ctx.policy.gpu_node_selector
