@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 CHECKOV := $(VENV)/tools/checkov/bin/checkov
 
-.PHONY: help install prometheus checkov demo test test-all lint bench clean
+.PHONY: help install prometheus checkov demo test fuzz lint bench clean
 
 help:
 	@echo "make demo   the agent trains a CNN on MNIST (bundled digits offline) and reports"
@@ -56,6 +56,10 @@ test: $(STAMP) prometheus checkov
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n 2 --dist loadgroup
+
+# The nightly fuzzing depth: 200 argument sets per tool of every server.
+fuzz: $(STAMP) prometheus
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests/mcp_servers/test_fuzz.py --hypothesis-profile nightly
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

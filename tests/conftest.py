@@ -6,11 +6,18 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import settings
 
 from agent.stack import LocalStack
 from common.settings import Settings, StackSettings
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
 from mcp_servers.kubernetes.local.store import JobStore
+
+# Fuzzing depth: a few seeded examples per tool in `make test`, 200 in the nightly suite
+# (`pytest --hypothesis-profile nightly`, which `make fuzz` runs).
+settings.register_profile("default", max_examples=15, derandomize=True)
+settings.register_profile("nightly", max_examples=200, derandomize=False)
+settings.load_profile("default")
 
 
 @dataclass(frozen=True)
