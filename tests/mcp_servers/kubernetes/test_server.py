@@ -446,6 +446,13 @@ async def test_a_replica_gets_its_manifests_env_and_secrets_never_the_servers_ow
         tail = await call(session, "training_jobs_logs", job_id=job_id, tail_lines=5)
         assert "hf_value_1234" not in str(tail) and "sk-printed" not in str(tail)
         assert "[redacted]" in tail["lines"][-1]
+        with open(folder / "events.jsonl", "a") as events:  # an event quoting a replica's output
+            event = {"time": "2026-12-01T00:00:00Z", "type": "Warning", "reason": "Failed"}
+            events.write(json.dumps({**event, "message": "saw hf_value_1234"}) + "\n")
+        shown = await call(session, "training_jobs_events", job_id=job_id)
+        assert "hf_value_1234" not in str(shown) and "[redacted]" in str(shown)
+        status = await call(session, "training_jobs_get", job_id=job_id)
+        assert "hf_value_1234" not in str(status)
         await call(session, "training_jobs_delete", job_id=job_id)
 
 
