@@ -105,7 +105,7 @@ class LocalStack:
             if record is None:
                 states.append(ServiceState(name, running=False, log=str(self._log(name))))
             else:
-                healthy = http_ok(self._health_url(name, record.url))
+                healthy = _answers(self._health_url(name, record.url), within_s=10)
                 states.append(
                     ServiceState(
                         name,
@@ -122,7 +122,9 @@ class LocalStack:
 
     def _ensure(self, name: ServiceName) -> ServiceState:
         record = self._running(name)
-        if record is not None and http_ok(self._health_url(name, record.url)):
+        # Our own process, alive: give it time to answer (a busy machine slows MLflow down)
+        # before taking it for a hung one and replacing it.
+        if record is not None and _answers(self._health_url(name, record.url), within_s=30):
             return ServiceState(
                 name,
                 running=True,
@@ -293,6 +295,18 @@ class LocalStack:
     def _write_config(self, config: dict) -> None:
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.config_path, yaml.safe_dump(config, sort_keys=True))
+
+
+def _answers(url: str, *, within_s: float) -> bool:
+    """Whether the service at `url` answers its health check within `within_s` seconds."""
+    return bool(
+        Retrying(
+            stop=stop_after_delay(within_s),
+            wait=wait_fixed(0.5),
+            retry=retry_if_result(lambda ok: not ok),
+            retry_error_callback=lambda _: False,
+        )(lambda: http_ok(url, timeout_s=5))
+    )
 
 
 def _tail(path: Path, lines: int = 5) -> str:
