@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 
 CHECKOV := $(VENV)/tools/checkov/bin/checkov
 
-.PHONY: help install prometheus checkov demo test fuzz lint bench clean
+.PHONY: help install prometheus checkov demo test nightly fuzz lint bench clean
 
 help:
 	@echo "make demo   the agent trains a CNN on MNIST (bundled digits offline) and reports"
 	@echo "make test   run the test suite (installs everything it needs)"
+	@echo "make nightly the deeper and larger variants; make fuzz  200 fuzzed calls per tool"
 	@echo "make lint   ruff, import layers, mypy";  echo "make bench  throughput benchmarks"
 
 $(STAMP): pyproject.toml
@@ -56,6 +57,10 @@ test: $(STAMP) prometheus checkov
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n 2 --dist loadgroup
+
+# The deeper and larger variants of make-test cases (marked nightly).
+nightly: $(STAMP) prometheus checkov
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -n 2 --dist loadgroup -m "nightly and not gpu and not cluster and not llm"
 
 # The nightly fuzzing depth: 200 argument sets per tool of every server.
 fuzz: $(STAMP) prometheus

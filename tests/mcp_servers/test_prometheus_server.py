@@ -117,8 +117,8 @@ def anyio_time(value: str):
 
 
 @pytest.fixture()
-def wide_exporter(stack) -> Iterator[str]:
-    """An exporter of 10,000 series, scraped by the stack's Prometheus."""
+def wide_exporter(stack) -> Iterator[int]:
+    """The port of an exporter of 10,000 series, scraped by the stack's Prometheus."""
     registry = CollectorRegistry()
     gauge = Gauge("trainops_test_wide", "10k series", ["shard"], registry=registry)
     for i in range(10_000):
@@ -136,7 +136,7 @@ def wide_exporter(stack) -> Iterator[str]:
             timeout=60,
             what="10,000 series in Prometheus",
         )
-        yield "trainops_test_wide"
+        yield port
     finally:
         target.unlink()
         server.shutdown()
@@ -148,11 +148,14 @@ async def test_a_10000_series_result_is_cut_with_a_note(
     async with memory_session(
         build_server, settings_for(prometheus_url=stack.prometheus_url)
     ) as session:
-        result = await call(session, "prometheus_query", promql=wide_exporter, max_series=25)
+        result = await call(session, "prometheus_query", promql="trainops_test_wide", max_series=25)
         targets = await call(session, "targets_list")
     assert len(result["series"]) == 25 and result["total_series"] == 10_000
     assert result["truncated"] and "showing 25 of 10000 series" in result["note"]
-    assert any(t["health"] == "up" for t in targets["targets"])
+    # Under load a later scrape of 10k series may time out: the target is listed either way,
+    # and a down one says why.
+    (wide,) = [t for t in targets["targets"] if t["instance"].endswith(f":{wide_exporter}")]
+    assert wide["health"] == "up" or wide["last_error"]
 
 
 async def test_bad_promql_and_a_down_prometheus_are_tool_errors(

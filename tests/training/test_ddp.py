@@ -6,9 +6,9 @@ import pytest
 
 from tests.support import run_training, train_args
 
-SMOKE_CASES = [
-    ("cnn", "digits"),
-    ("mlp", "digits"),
+SMOKE_CASES = [  # cnn and mlp also train under torchrun in the server and agent suites
+    pytest.param("cnn", "digits", marks=pytest.mark.nightly),
+    pytest.param("mlp", "digits", marks=pytest.mark.nightly),
     ("resnet18", "synthetic"),
     ("gpt", "synthetic"),
 ]

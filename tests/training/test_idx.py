@@ -67,7 +67,7 @@ def write_mnist_like(folder: Path, *, train: int, test: int, seed: int = 0) -> N
         )
 
 
-@pytest.mark.parametrize("layout", ["mnist", "MNIST/raw"])
+@pytest.mark.parametrize("layout", ["mnist", pytest.param("MNIST/raw", marks=pytest.mark.nightly)])
 def test_training_on_idx_files_written_here(layout: str, tmp_path: Path) -> None:
     write_mnist_like(tmp_path / "data" / layout, train=600, test=100)
     run = run_training(

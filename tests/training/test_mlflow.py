@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import mlflow
+import pytest
 
 from common.net import free_port
 from tests.support import TrainingRun, clean_env, run_training, train_args
@@ -113,6 +114,7 @@ def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
     assert runs[0].info.status == "FINISHED"
 
 
+@pytest.mark.nightly  # make test: the local backend runs this drain after a job (test_server)
 def test_a_finished_jobs_outbox_is_delivered_by_the_drain_to_where_mlflow_is_now(
     mlflow_url, mlflow_client, tmp_path: Path
 ) -> None:

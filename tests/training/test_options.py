@@ -28,6 +28,7 @@ def test_gpt_with_bf16_and_activation_checkpointing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.nightly
 def test_compiled_training_checkpoints_resume_without_compile(tmp_path: Path) -> None:
     checkpoints = str(tmp_path / "ckpt")
     args = train_args("mlp", "digits", smoke_test=True, checkpoint_dir=checkpoints)

@@ -502,44 +502,41 @@ async def test_a_damaged_job_folder_is_that_jobs_problem_and_delete_signals_no_s
             assert again["created"]
             await call(session, "training_jobs_delete", job_id="forged-0003")
             assert stranger.poll() is None, "delete signalled a process trainops did not start"
-            await wait_until(session, again["job_id"], {"Succeeded"})
+            # The damaged folders hold no slot: the new job starts.
+            await wait_until(session, again["job_id"], {"Running", "Succeeded"})
+            await call(session, "training_jobs_delete", job_id=again["job_id"])
     finally:
         stranger.kill()
         stranger.wait()
 
 
 async def test_mlflow_away_until_after_the_job_then_back_elsewhere_still_gets_the_whole_run(
-    settings_for, tmp_path: Path
+    settings_for, tmp_path: Path, stack
 ) -> None:
-    """The job ends while MLflow is away; MLflow comes back at another address (`trainops up`
-    rewrites config.yaml): the job's supervisor delivers what the job left, and the run is
-    complete and closed."""
-    (tmp_path / "config.yaml").write_text(f"mlflow_tracking_uri: http://127.0.0.1:{free_port()}\n")
-    local = LocalStack(stack_settings(tmp_path))
-    try:
-        async with memory_session(build_server, settings_for()) as session:
-            spec = smoke_spec(model="mlp", epochs=2)
-            job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
-            done = await wait_until(session, job_id, {"Succeeded"})
-            assert done["mlflow_run_id"] is None  # MLflow never answered the job
-            mlflow_url = local.up(("mlflow",))[0].url
+    """The job ends while MLflow is away; MLflow is then at another address (as after `trainops
+    up`, which rewrites config.yaml): the job's supervisor delivers what the job left, and the
+    run is complete and closed."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"mlflow_tracking_uri: http://127.0.0.1:{free_port()}\n")
+    async with memory_session(build_server, settings_for()) as session:
+        spec = smoke_spec(model="mlp", epochs=2)
+        job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
+        done = await wait_until(session, job_id, {"Succeeded"})
+        assert done["mlflow_run_id"] is None  # MLflow never answered the job
+        config.write_text(f"mlflow_tracking_uri: {stack.mlflow_url}\n")
 
-            def delivered() -> bool:
-                events = (tmp_path / "jobs" / job_id / "events.jsonl").read_text()
-                return "TelemetryDelivered" in events
+        def delivered() -> bool:
+            events = (tmp_path / "jobs" / job_id / "events.jsonl").read_text()
+            return "TelemetryDelivered" in events
 
-            wait_for(delivered, timeout=180, what="the supervisor's delivery to MLflow")
-        from mlflow import MlflowClient
+        wait_for(delivered, timeout=180, what="the supervisor's delivery to MLflow")
+    from mlflow import MlflowClient
 
-        client = MlflowClient(mlflow_url)
-        experiment = client.get_experiment_by_name("trainops")
-        (run,) = client.search_runs(
-            [experiment.experiment_id], f"tags.`trainops.job_id` = '{job_id}'"
-        )
-        assert run.info.status == "FINISHED"
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
-        assert steps == [1, 2]
-        models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
-        assert [m.source_run_id for m in models] == [run.info.run_id]
-    finally:
-        local.down(("mlflow",))
+    client = MlflowClient(stack.mlflow_url)
+    experiment = client.get_experiment_by_name("trainops")
+    (run,) = client.search_runs([experiment.experiment_id], f"tags.`trainops.job_id` = '{job_id}'")
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+    assert steps == [1, 2]
+    models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
+    assert len([m for m in models if m.source_run_id == run.info.run_id]) == 1
