@@ -9,6 +9,7 @@ from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 
 from agent.events import Event, Launched
+from agent.pricing import money
 
 
 class ProgressDisplay:
@@ -45,7 +46,7 @@ class ProgressDisplay:
             parts.append(f"acc {event.val_accuracy:.3f}")
         if event.eta_s is not None:
             parts.append(f"ETA {event.eta_s:.0f}s")
-        parts.append(f"${event.cost_so_far_usd:.4f}")
+        parts.append(money(event.cost_so_far_usd))
         self._bar.update(
             self._task,
             description=" ".join(parts),

@@ -7,6 +7,7 @@ cost per epoch. The result is the MLflow server's CostBreakdown, the one cost mo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from common.quantities import parse_bytes
@@ -75,3 +76,14 @@ def cost_breakdown(
             gpu_cost * utilization + cpu_cost + memory_cost, 8
         )
     return breakdown
+
+
+def money(value: float | None) -> str:
+    """Dollars to the cent, and small amounts to two significant digits, so that no amount
+    above zero reads as $0.00 ($0.0001, $0.0042)."""
+    if value is None:
+        return "unknown"
+    if value == 0 or abs(value) >= 0.01:
+        return f"${value:,.2f}"
+    decimals = 1 - math.floor(math.log10(abs(value)))
+    return "$" + f"{value:.{decimals}f}".rstrip("0")

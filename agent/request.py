@@ -6,9 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.gpus import GpuType
+from common.quantities import MEMORY_QUANTITY
 from common.vocabulary import (
-    DATASETS,
     MAX_BATCH_SIZE,
+    MAX_CPUS_PER_REPLICA,
     MAX_EPOCHS,
     MAX_GPUS_PER_NODE,
     MAX_JOB_NAME_LENGTH,
@@ -17,12 +19,26 @@ from common.vocabulary import (
     MAX_LR,
     MAX_NODES,
     MAX_TRIALS,
-    MODELS,
     DatasetName,
     Intent,
     ModelName,
     Scheduler,
 )
+
+RefusedPart = Literal[
+    "image",
+    "node",
+    "namespace",
+    "env",
+    "host_path",
+    "privileges",
+    "network",
+    "flags",
+    "name",
+    "range",
+    "setting",
+]
+"""The kinds of request part trainops refuses rather than drop (agent/parsing/refusals.py)."""
 
 
 class ParamRange(BaseModel):
@@ -51,10 +67,23 @@ class Request(BaseModel):
     nodes: int | None = Field(None, ge=1, le=MAX_NODES)
     gpus_per_node: int | None = Field(None, ge=0, le=MAX_GPUS_PER_NODE)
     gpus: int | None = Field(None, ge=0, le=100_000, description="Total GPUs asked for.")
+    gpu_type: GpuType | None = None
+    cpus: float | None = Field(None, gt=0, le=MAX_CPUS_PER_REPLICA, description="Per replica.")
+    memory: str | None = Field(None, pattern=MEMORY_QUANTITY, description="Per replica, e.g. 8Gi.")
     budget_usd: float | None = Field(None, gt=0)
     name: str | None = Field(None, max_length=MAX_JOB_NAME_LENGTH)
     namespace: str | None = Field(None, max_length=MAX_LABEL_LENGTH)
-    job: str | None = Field(None, description='"latest" or a job id.')
+    fallback_dataset: DatasetName | None = Field(
+        None, description="Trained on instead, loudly, when the dataset can't be had."
+    )
+    same_as_previous: bool | None = Field(
+        None, description="The thread's previous train or sweep request, with these slots changed."
+    )
+    job: str | None = Field(
+        None, description='"latest", "best" (by the metric, for register) or a job id.'
+    )
+    jobs: list[str] | None = Field(None, description="Job ids named, in order (compare).")
+    count: int | None = Field(None, ge=2, le=50, description='"the last N runs" (compare).')
     lines: int | None = Field(None, ge=1, le=MAX_LOG_LINES)
     experiment: str | None = None
     period: str | None = Field(None, description="e.g. 24h, 7d, 30d.")
@@ -64,6 +93,9 @@ class Request(BaseModel):
     metric: str | None = None
     mode: Literal["max", "min"] | None = None
     params: dict[str, ParamRange | ParamChoice] | None = None
+    refused: list[RefusedPart] | None = Field(
+        None, description="For unknown: the parts of the request that can't be honoured."
+    )
     reply: str | None = Field(None, description="For unknown: what trainops can do instead.")
 
     def slots(self) -> dict[str, Any]:
@@ -76,4 +108,3 @@ CAPABILITIES = (
     "and show a job's status, logs or cost, cancel, list or compare jobs, register a model, or "
     "diagnose a failed job."
 )
-VOCABULARY_HINT = f"models: {', '.join(MODELS)}; datasets: {', '.join(DATASETS)}"

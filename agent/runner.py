@@ -18,6 +18,7 @@ from langgraph.types import Command
 from agent.context import AgentContext
 from agent.events import Event
 from agent.graph import builder
+from agent.pricing import money
 from agent.request import Request
 from agent.state import STATE_MODELS
 from agent.tools import Toolbox
@@ -150,7 +151,7 @@ def _approval_text(pending: dict[str, Any], thread_id: str) -> str:
     estimate = pending.get("estimate", {})
     return (
         f"Approval needed: {'; '.join(pending.get('reasons', []))}. Estimate "
-        f"${estimate.get('cost_usd', 0):.4f} over {estimate.get('duration_s', 0):.0f}s "
+        f"{money(estimate.get('cost_usd', 0))} over {estimate.get('duration_s', 0):.0f}s "
         f"({estimate.get('basis', '')}). Run `trainops resume {thread_id} --approve` to launch, "
         f"or `--deny` to drop it."
     )

@@ -45,6 +45,8 @@ class Plan(BaseModel):
     """Why it is not launched, for a person; None when it may be."""
     refused_kind: ErrorKind | None = None
     """The error kind of the refusal, when a tool gave it."""
+    asks: bool = False
+    """The refusal is a question: the next turn's answer completes the request."""
 
     @property
     def needs_approval(self) -> bool:
@@ -68,6 +70,10 @@ class AgentState(TypedDict, total=False):
     """The job this turn launched or is about."""
     last_job_id: str
     """The thread's most recent job: what "it" and "latest" mean in follow-ups."""
+    last_request: Request | None
+    """The thread's last train or sweep request: what "the same again" repeats."""
+    pending: Request | None
+    """A train request waiting for the answer to the question this turn asked."""
     detached: bool
     """Launched without watching: the report says so and follow-ups take over."""
     job: JobStatus | None
@@ -82,11 +88,12 @@ class AgentState(TypedDict, total=False):
     """This turn's warnings; nodes add to them, a new turn starts them afresh."""
 
 
-STATE_MODELS: tuple[type[BaseModel], ...] = (
+STATE_MODELS: tuple[type, ...] = (
     Request,
     Plan,
     JobStatus,
     JobUtilization,
     CostBreakdown,
+    ErrorKind,
 )
 """The models the state holds (the checkpointer is told it may rebuild them)."""

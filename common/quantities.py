@@ -15,6 +15,8 @@ _UNITS = {
     "Gi": 2**30,
     "Ti": 2**40,
 }
+MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+"""A memory quantity as a job spec takes it."""
 _BYTES = re.compile(r"([0-9.]+)([KMGT]i?)?")
 
 

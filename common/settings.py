@@ -21,6 +21,12 @@ from pydantic_settings import (
 )
 
 from common.errors import one_line
+from common.gpus import (
+    DEFAULT_GPU_HOUR_USD,
+    DEFAULT_GPU_PRODUCTS,
+    GpuType,
+    gpu_type_of_product,
+)
 from common.vocabulary import DEFAULT_EPOCHS, RFC1123_LABEL
 
 DEFAULT_HOME = Path("~/.trainops").expanduser()
@@ -44,6 +50,10 @@ class KubernetesPolicy(BaseModel):
     max_replicas: int = Field(16, ge=1)
     max_concurrent_jobs: int = Field(4, ge=1)
     gpu_node_selector: dict[str, str] = {}
+    gpu_products: dict[GpuType, str] = Field(
+        default_factory=lambda: dict(DEFAULT_GPU_PRODUCTS),
+        description="The nvidia.com/gpu.product label of each GPU type's nodes on your cluster.",
+    )
     gpu_tolerations: list[dict[str, str]] = [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
@@ -59,6 +69,10 @@ class KubernetesPolicy(BaseModel):
         description="Environment every job gets, e.g. AWS_ENDPOINT_URL for MinIO or a proxy; "
         "what a spec's own env may not set.",
     )
+
+    def gpu_product(self, gpu_type: GpuType) -> str:
+        """The node label value that selects a GPU type's nodes."""
+        return self.gpu_products.get(gpu_type) or DEFAULT_GPU_PRODUCTS[gpu_type]
 
 
 class StackSettings(BaseModel):
@@ -80,18 +94,24 @@ class RateCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gpu_hour_usd: dict[str, float] = Field(
-        default_factory=lambda: {"default": 0.25},
-        description="Per GPU type (e.g. 'NVIDIA H100 80GB HBM3'); 'default' for any other.",
+        default_factory=lambda: dict(DEFAULT_GPU_HOUR_USD),
+        description="Per GPU type (A100, H100, ... or a product name such as 'NVIDIA H100 80GB "
+        "HBM3'); 'default' for any other.",
     )
     cpu_hour_usd: float = Field(0.05, ge=0)
     gib_hour_usd: float = Field(0.005, ge=0)
 
     def gpu_rate(self, gpu_type: str | None) -> float:
+        """The rate of a GPU type or product name: an exact entry first, then its type's."""
         if gpu_type:
             for name, rate in self.gpu_hour_usd.items():
-                if name != "default" and name.lower() in gpu_type.lower():
+                if name != "default" and name.lower() == gpu_type.lower():
                     return rate
-        return self.gpu_hour_usd.get("default", 0.25)
+            canonical = gpu_type_of_product(gpu_type)
+            for name, rate in self.gpu_hour_usd.items():
+                if name != "default" and canonical and gpu_type_of_product(name) == canonical:
+                    return rate
+        return self.gpu_hour_usd.get("default", DEFAULT_GPU_HOUR_USD["default"])
 
 
 class AgentSettings(BaseModel):

@@ -13,6 +13,9 @@ import yaml
 from common.vocabulary import INTENTS
 
 CASES_DIR = Path(__file__).parent / "nl"
+"""The development cases: read and extended while writing the parser's rules."""
+HELDOUT_DIR = CASES_DIR / "heldout"
+"""The held-out cases: written apart from the rules, scored, never used to tune them."""
 
 
 class Parsed(Protocol):

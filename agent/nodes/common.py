@@ -55,11 +55,12 @@ def resources_of(job: JobStatus, gpu_type: str | None = None) -> BilledResources
 
 
 async def gpu_type_of(ctx: AgentContext, job: JobStatus, warnings: list[str]) -> str | None:
-    """The GPU model the job ran on (its MLflow run's device tag), for per-type GPU rates."""
-    if not job.gpus_per_node or not job.mlflow_run_id:
+    """The GPU model the job ran on (its MLflow run's device tag), else the type it asked for,
+    for per-type GPU rates."""
+    if not job.gpus_per_node:
         return None
-    run = await mlflow_run(ctx, job.mlflow_run_id, warnings)
-    return run.tags.get(MlflowTag.DEVICE) if run else None
+    run = await mlflow_run(ctx, job.mlflow_run_id, warnings) if job.mlflow_run_id else None
+    return (run.tags.get(MlflowTag.DEVICE) if run else None) or job.gpu_type
 
 
 async def mlflow_run(
@@ -120,9 +121,3 @@ def mlflow_url(ctx: AgentContext, run: RunDetail | None) -> str | None:
     if not run or not uri or not uri.startswith("http"):
         return None
     return f"{uri.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
-
-
-def money(value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    return f"${value:.2f}" if value >= 0.01 else f"${value:.6f}"

@@ -16,17 +16,17 @@ from agent.nodes.common import (
     gpu_type_of,
     mlflow_run,
     mlflow_url,
-    money,
     price,
     resolve_job,
     utilization_of,
 )
 from agent.nodes.plan import PlanRefused, estimate_cost, job_spec
+from agent.pricing import money
 from agent.request import Request
 from agent.state import AgentState
 from agent.tools import ToolCallError
 from common.errors import ErrorKind
-from common.telemetry import MlflowMetric, MlflowParam, MlflowTag
+from common.telemetry import MlflowMetric, MlflowParam, MlflowTag, higher_is_better
 from mcp_servers.kubernetes.schemas import (
     TRAINING_JOBS_DELETE,
     TRAINING_JOBS_GET,
@@ -252,24 +252,31 @@ async def list_jobs(
 async def compare_runs(
     state: AgentState, ctx: AgentContext, request: Request, warnings: list[str]
 ) -> dict[str, Any]:
-    """Recent finished runs side by side, with the best one by the metric asked for."""
-    clauses = ["attributes.status = 'FINISHED'"]
-    if request.model:
-        clauses.append(f"params.{MlflowParam.MODEL} = '{request.model}'")
-    if request.dataset:
-        clauses.append(f"params.{MlflowParam.DATASET} = '{request.dataset}'")
-    page = await ctx.tools.call(
-        RUNS_SEARCH,
-        experiment=request.experiment or ctx.settings.agent.experiment,
-        filter=" and ".join(clauses),
-        max_results=5,
-    )
-    run_ids = [r.run_id for r in page.runs]
-    if len(run_ids) < 2:
-        return {
-            "answer": "There are fewer than two finished runs to compare.",
-            "facts": {"runs": run_ids},
-        }
+    """The jobs named, or the last N finished runs (5 when not said), side by side, with the
+    best one by the metric asked for."""
+    if request.jobs:
+        run_ids = [await _run_of(ctx, job_id) for job_id in request.jobs]
+        if len(run_ids) < 2:
+            return {
+                "answer": f'Name at least two jobs to compare, e.g. "compare {request.jobs[0]} '
+                'and <another job id>", or say "compare the last 3 runs".',
+                "facts": {"runs": run_ids},
+            }
+    else:
+        wanted = request.count or DEFAULT_COMPARED
+        page = await ctx.tools.call(
+            RUNS_SEARCH,
+            experiment=request.experiment or ctx.settings.agent.experiment,
+            filter=_finished_runs(request),
+            max_results=wanted,
+        )
+        run_ids = [r.run_id for r in page.runs]
+        if len(run_ids) < 2 or (request.count and len(run_ids) < request.count):
+            return {
+                "answer": f"There are {len(run_ids)} finished runs to compare"
+                + (f", not {request.count}." if request.count else "; two are needed."),
+                "facts": {"runs": run_ids},
+            }
     metric = request.metric or MlflowMetric.VAL_ACCURACY
     shown_metrics = {MlflowMetric.VAL_ACCURACY, MlflowMetric.VAL_LOSS, "cost_usd", metric}
     comparison = await ctx.tools.call(
@@ -286,12 +293,53 @@ async def compare_runs(
     return {"answer": "\n".join(lines), "facts": {"comparison": comparison.model_dump(mode="json")}}
 
 
+DEFAULT_COMPARED = 5
+
+
+def _finished_runs(request: Request) -> str:
+    clauses = ["attributes.status = 'FINISHED'"]
+    if request.model:
+        clauses.append(f"params.{MlflowParam.MODEL} = '{request.model}'")
+    if request.dataset:
+        clauses.append(f"params.{MlflowParam.DATASET} = '{request.dataset}'")
+    return " and ".join(clauses)
+
+
+async def _run_of(ctx: AgentContext, job_id: str) -> str:
+    job = await get_job(ctx, job_id)
+    if not job.mlflow_run_id:
+        raise NoJob(f"{job_id} has no MLflow run to compare ({job.phase}: {job.message})")
+    return job.mlflow_run_id
+
+
+async def _best_run(ctx: AgentContext, request: Request) -> tuple[str, str]:
+    """The finished run that is best by the metric asked for (val_accuracy when not said):
+    its job id and run id."""
+    metric = request.metric or MlflowMetric.VAL_ACCURACY
+    mode = request.mode or ("max" if higher_is_better(metric) else "min")
+    page = await ctx.tools.call(
+        RUNS_SEARCH,
+        experiment=request.experiment or ctx.settings.agent.experiment,
+        filter=f"{_finished_runs(request)} and metrics.{metric} >= 0",
+        order_by=[f"metrics.{metric} {'DESC' if mode == 'max' else 'ASC'}"],
+        max_results=1,
+    )
+    if not page.runs:
+        raise NoJob(f"no finished run has {metric} yet; train one first")
+    run = page.runs[0]
+    return run.tags.get(MlflowTag.JOB_ID, run.run_id), run.run_id
+
+
 @handler
 async def register_model(
     state: AgentState, ctx: AgentContext, request: Request, warnings: list[str]
 ) -> dict[str, Any]:
-    """Register the model a job's run logged, as a candidate version."""
-    job_id = await resolve_job(state, ctx, request.job)
+    """Register the model a job's run logged (or the best run's, by the metric asked for), as a
+    candidate version."""
+    if request.job == "best":
+        job_id, _ = await _best_run(ctx, request)
+    else:
+        job_id = await resolve_job(state, ctx, request.job)
     job = await get_job(ctx, job_id)
     if not job.mlflow_run_id:
         return {

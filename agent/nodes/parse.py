@@ -1,4 +1,10 @@
-"""parse: the message to a Request (rules, or the LLM with the rules as fallback)."""
+"""parse: the message to a Request (rules, or the LLM checked against the rules and the text).
+
+Whatever parses it, the same refusals apply: a part that can't be honoured is never dropped. A
+request may build on the thread: "the same again but with 2 epochs" takes the previous train
+request, and the answer to a question the agent asked ("which dataset?") completes the request
+that asked it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from agent.context import AgentContext
-from agent.parsing import rules
-from agent.parsing.llm import parse_with_llm
+from agent.parsing import refusals, rules
+from agent.parsing.llm import parse_checked
+from agent.request import Request
 from agent.state import AgentState
 from common.vocabulary import Intent
 
@@ -37,19 +44,23 @@ ROUTES: dict[Intent, Route] = {
     "diagnose": "diagnose_job",
 }
 """Where each intent goes; the rest (unknown, and sweeps, not available yet) to the report."""
+BUILDS_ON = ("train", "sweep")
+"""Requests a later turn may repeat or complete."""
 
 
 async def parse(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
     warnings: list[str] = []
+    text = state.get("text", "")
     if preset := state.get("preset"):
         request = preset
-    elif runtime.context.llm is not None:
-        request, warning = parse_with_llm(state.get("text", ""), runtime.context.llm)
-        warnings += [warning] if warning else []
     else:
-        request = rules.parse(state.get("text", ""))
-    # A new turn: forget the last turn's answer, keep the thread's memory (last_job_id).
-    return {
+        request, warnings = parse_checked(text, ctx.llm)
+    request = _in_thread(request, state)
+    request = _allowed_namespace(request, ctx)
+    # A new turn: forget the last turn's answer, keep the thread's memory (last_job_id and the
+    # request a later turn may build on).
+    update: dict[str, Any] = {
         "request": request,
         "preset": None,
         "turn": state.get("turn", 0) + 1,
@@ -63,7 +74,46 @@ async def parse(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
         "answer": "",
         "facts": {},
         "warnings": Overwrite(warnings),
+        "pending": None,
     }
+    if request.intent in BUILDS_ON:
+        update["last_request"] = request
+    return update
+
+
+def _in_thread(request: Request, state: AgentState) -> Request:
+    """A request completed by the thread: a repeat of the previous train request with changes,
+    or the answer to the question the last turn asked."""
+    if request.same_as_previous:
+        previous = state.get("last_request")
+        if previous is None:
+            return Request(
+                intent="unknown",
+                reply="There is no earlier training request in this thread to repeat; say what "
+                'to train, e.g. "Train a CNN on MNIST for 3 epochs".',
+            )
+        changes = request.slots()
+        changes.pop("same_as_previous")
+        return previous.model_copy(update={**changes, "intent": previous.intent})
+    pending = state.get("pending")
+    if pending is not None and request.intent in ("unknown", pending.intent):
+        answer = rules.parse_answer(state.get("text", ""), pending.intent)
+        if answer.intent == pending.intent and answer.slots():
+            # "mnist", "the cnn please": fills what the question asked for
+            return pending.model_copy(update=answer.slots())
+    return request
+
+
+def _allowed_namespace(request: Request, ctx: AgentContext) -> Request:
+    allowed = ctx.settings.kubernetes.allowed_namespaces
+    if request.namespace is None or request.namespace in allowed:
+        return request
+    refusal = refusals.Refusal("namespace", request.namespace)
+    return Request(
+        intent="unknown",
+        refused=["namespace"],
+        reply=f"{refusals.reply([refusal])} The namespaces jobs may use: {', '.join(allowed)}.",
+    )
 
 
 def route_request(state: AgentState) -> Route:

@@ -14,22 +14,25 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
+from agent.capacity import never_fits
 from agent.context import AgentContext
-from agent.pricing import BilledResources
-from agent.request import VOCABULARY_HINT, Request
+from agent.pricing import BilledResources, money
+from agent.request import Request
 from agent.state import AgentState, Estimate, Plan
 from agent.tools import ToolCallError
 from common.errors import ErrorKind
 from common.telemetry import MlflowMetric, MlflowParam, MlflowTag
 from common.validation import validation_error_line
 from common.vocabulary import (
+    DATASETS,
     DEFAULT_BATCH_SIZE,
+    MODELS,
     SINGLE_NODE_GPUS,
     batch_splits,
     fitted_batch_size,
     ranks,
 )
-from mcp_servers.kubernetes.schemas import MANIFESTS_RENDER, TrainingJobSpec
+from mcp_servers.kubernetes.schemas import CLUSTER_CAPACITY, MANIFESTS_RENDER, TrainingJobSpec
 from mcp_servers.mlflow.schemas import RUNS_SEARCH
 
 
@@ -41,6 +44,8 @@ def job_spec(request: Request, ctx: AgentContext) -> TrainingJobSpec:
     """The job a train request asks for: GPUs split over nodes as said, defaults for the rest."""
     agent = ctx.settings.agent
     gpus, nodes, per_node = request.gpus, request.nodes, request.gpus_per_node
+    if request.gpu_type is not None and gpus is None and per_node is None:
+        per_node = 1  # "on A100s": a GPU of that type per node
     if per_node is None and gpus:
         if not nodes:
             nodes = max(1, math.ceil(gpus / SINGLE_NODE_GPUS))
@@ -62,33 +67,47 @@ def job_spec(request: Request, ctx: AgentContext) -> TrainingJobSpec:
         "cpus": agent.cpus_per_gpu * per_node if per_node else agent.cpus_per_replica,
         "memory": f"{agent.gib_per_gpu * per_node}Gi" if per_node else agent.memory_per_replica,
     }
-    for slot in ("batch_size", "lr", "name", "namespace"):
+    if request.gpu_type is not None and not per_node:
+        raise PlanRefused(
+            f"{request.gpu_type} GPUs and no GPUs can't both be honoured; ask for e.g. "
+            f'"1 {request.gpu_type}", or drop the GPU type to train on CPU'
+        )
+    for slot in ("batch_size", "lr", "name", "namespace", "gpu_type", "cpus", "memory"):
         if (value := getattr(request, slot)) is not None:
             fields[slot] = value
     world_size = ranks(nodes, per_node)
     if "batch_size" not in fields and not batch_splits(DEFAULT_BATCH_SIZE, world_size):
         fields["batch_size"] = fitted_batch_size(world_size)
-    if ctx.fallback_dataset and ctx.fallback_dataset != fields["dataset"]:
-        fields["fallback_dataset"] = ctx.fallback_dataset
+    fallback = request.fallback_dataset or ctx.fallback_dataset
+    if fallback and fallback != fields["dataset"]:
+        fields["fallback_dataset"] = fallback
     try:
         return TrainingJobSpec.model_validate(fields)
     except ValidationError as e:
         raise PlanRefused(validation_error_line(e)) from None
 
 
+def ask_back(request: Request) -> str | None:
+    """The one question a train request needs answered before it can be planned, if any."""
+    missing = [slot for slot in ("model", "dataset") if not getattr(request, slot)]
+    if not missing:
+        return None
+    have = " ".join(
+        filter(None, (request.model, "on " + request.dataset if request.dataset else None))
+    )
+    options = {"model": ", ".join(MODELS), "dataset": ", ".join(DATASETS)}
+    asked = " and ".join(f"which {slot} ({options[slot]})" for slot in missing)
+    return f"Train {have + ' ' if have else ''}with {asked}?"
+
+
 async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = runtime.context
     request = state["request"]
-    missing = [slot for slot in ("model", "dataset") if not getattr(request, slot)]
-    if missing:
+    if question := ask_back(request):
+        # One short question; the answer (next turn, same thread) completes this request.
         return {
-            "plan": Plan(
-                refused=(
-                    f'Which {" and ".join(missing)}? e.g. "Train a CNN on MNIST for 3 epochs" '
-                    f"({VOCABULARY_HINT})."
-                ),
-                refused_kind=ErrorKind.INVALID_ARGUMENT,
-            )
+            "plan": Plan(refused=question, refused_kind=ErrorKind.INVALID_ARGUMENT, asks=True),
+            "pending": request,
         }
     try:
         spec = job_spec(request, ctx)
@@ -99,11 +118,26 @@ async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
     except ToolCallError as e:
         return {"plan": Plan(spec=spec, refused=f"Not launched: {e.message}", refused_kind=e.kind)}
     warnings: list[str] = []
+    try:
+        capacity = await ctx.tools.call(CLUSTER_CAPACITY)
+    except ToolCallError as e:
+        warnings.append(f"capacity unknown ({e.kind}): {e.message}; the job may wait for room")
+    else:
+        if problem := never_fits(spec, capacity):
+            return {
+                "plan": Plan(
+                    spec=spec,
+                    refused=f"Not launched: {problem}.",
+                    refused_kind=ErrorKind.REFUSED,
+                )
+            }
     estimate = await estimate_cost(spec, ctx, warnings)
     budget = request.budget_usd or ctx.settings.agent.default_budget_usd
     reasons = []
     if estimate.cost_usd > budget:
-        reasons.append(f"the estimate ${estimate.cost_usd:.2f} is over the budget ${budget:.2f}")
+        reasons.append(
+            f"the estimate {money(estimate.cost_usd)} is over the budget {money(budget)}"
+        )
     if spec.total_gpus > ctx.settings.agent.soft_max_gpus:
         reasons.append(
             f"{spec.total_gpus} GPUs is more than {ctx.settings.agent.soft_max_gpus} "
@@ -157,7 +191,9 @@ async def estimate_cost(spec: TrainingJobSpec, ctx: AgentContext, warnings: list
         )
         seconds = assumed * spec.epochs
         basis = f"no comparable finished runs; assumed {assumed:.0f}s per epoch"
-    resources = BilledResources.of(spec.nodes, spec.gpus_per_node, spec.cpus, spec.memory)
+    resources = BilledResources.of(
+        spec.nodes, spec.gpus_per_node, spec.cpus, spec.memory, spec.gpu_type
+    )
     usd_per_hour = resources.per_hour(ctx.settings.rates)
     return Estimate(
         duration_s=round(seconds, 1),

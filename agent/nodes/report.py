@@ -7,7 +7,8 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from agent.context import AgentContext
-from agent.nodes.common import duration_seconds, mlflow_run, mlflow_url, money
+from agent.nodes.common import duration_seconds, mlflow_run, mlflow_url
+from agent.pricing import money
 from agent.request import CAPABILITIES
 from agent.state import AgentState
 from common.telemetry import HEADLINE_METRICS, MlflowTag
@@ -23,7 +24,8 @@ async def report(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     plan = state.get("plan")
     base: dict[str, Any] = {"intent": request.intent, "thread_id": ctx.thread_id}
     if request.intent == "unknown":
-        return _answer(request.reply or CAPABILITIES, base, seen, warnings)
+        facts = {**base, "refused_parts": request.refused or [], "launched": False}
+        return _answer(request.reply or CAPABILITIES, facts, seen, warnings)
     if request.intent == "sweep":
         return _answer(
             "Sweeps need the Ray Tune backend, which this version does not have yet; I can train "
@@ -38,6 +40,8 @@ async def report(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             "phase": None,
             "refused": plan.refused,
             "error_kind": plan.refused_kind.value if plan.refused_kind else None,
+            "question": plan.asks,
+            "launched": False,
         }
         return _answer(plan.refused, refusal, seen, warnings)
     if state.get("decision") == "denied" and plan is not None and plan.estimate is not None:

@@ -11,6 +11,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from agent.parsing import rules
+from agent.parsing.grounding import ungrounded
 from agent.prompts import PARSE_SYSTEM
 from agent.request import Request
 
@@ -23,8 +24,6 @@ def supports_tool_calling(llm: Any) -> bool:
 
 def parse_with_llm(text: str, llm: Any) -> tuple[Request, str | None]:
     """The Request the model gives, or the deterministic one and a warning saying why."""
-    if rules.REFUSE.search(rules.normalize(text)):
-        return rules.parse(text), None  # refusals never depend on a model's judgement
     messages = [
         SystemMessage(PARSE_SYSTEM.format(schema=json.dumps(Request.model_json_schema()))),
         HumanMessage(text),
@@ -51,3 +50,20 @@ def _json_object(text: str) -> str:
     if not match:
         raise ValueError("the reply holds no JSON object")
     return match.group(0)
+
+
+def parse_checked(text: str, llm: Any | None) -> tuple[Request, list[str]]:
+    """The Request for a message and any warnings: the rules' reading, or the model's when a
+    model is configured, nothing must be refused and the message holds every value it gives."""
+    request = rules.parse(text)
+    if llm is None or request.refused or rules.out_of_scope(text):
+        return request, []  # refusals never depend on a model's judgement
+    model_request, warning = parse_with_llm(text, llm)
+    if warning:
+        return request, [warning]
+    if missing := ungrounded(model_request, rules.normalize(text)):
+        return request, [
+            f"the language model gave {', '.join(missing)} that the message does not say; "
+            "used the rules' reading"
+        ]
+    return model_request, []

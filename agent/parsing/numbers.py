@@ -47,7 +47,10 @@ _IDIOMS = [
     (re.compile(r"\ba (?:couple|pair) of\b"), "2"),
     (re.compile(r"\b(?:a|one) single\b|\bsingle\b"), "1"),
     (
-        re.compile(r"\b(?:a|an)\s+(?=(?:epoch|gpu|node|machine|trial|hour|day|week|month)s?\b)"),
+        re.compile(
+            r"\b(?:a|an)\s+(?=(?:epoch|gpu|node|machine|trial|hour|day|week|month|a100|a10g|b200|"
+            r"h100|h200|l4|l40s|t4|v100)s?\b)"
+        ),
         "1 ",
     ),
     (re.compile(r"\b(?:a|an)\s+(?=(?:hundred|thousand)\b)"), "one "),

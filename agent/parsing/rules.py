@@ -1,17 +1,32 @@
 """The deterministic parser: offline, always available, the contract's reference implementation.
 
-Order matters and is deliberate: refusals first (destructive or out-of-scope asks are never
-mapped onto a nearby action), then the intents whose words are least ambiguous.
+Refusals come first (destructive or out-of-scope asks are never mapped onto a nearby action,
+and a part that can't be honoured is never dropped). The intent is then decided by the evidence
+in the whole message: each intent's cues, wherever they occur, weighed against each other, with
+the words a slot took (a budget's "$5", a job id) no longer counting as cues. Slots are found
+wherever they occur, in any order and notation.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
+from agent.parsing import lexicon, refusals
+from agent.parsing.lexicon import (
+    DATASET_WORDS,
+    GPU_TYPE_PATTERN,
+    GPU_TYPE_WORDS,
+    METRIC_WORDS,
+    METRICS,
+    MODEL_WORDS,
+    PARAM_NAMES,
+    PARAM_WORDS,
+    first,
+)
 from agent.parsing.numbers import (
     NUMBER,
     SIGNED_NUMBER,
@@ -19,42 +34,14 @@ from agent.parsing.numbers import (
     as_int,
     normalize_numbers,
 )
-from agent.request import CAPABILITIES, ParamChoice, ParamRange, Request
-from common.telemetry import MlflowMetric, higher_is_better
-from common.vocabulary import JOB_INTENTS, DatasetName, Intent, ModelName
+from agent.request import CAPABILITIES, ParamChoice, ParamRange, RefusedPart, Request
+from common.telemetry import higher_is_better
+from common.vocabulary import JOB_INTENTS, MAX_LABEL_LENGTH, RFC1123_LABEL, Intent
 
 MAX_TEXT = 2000
-T = TypeVar("T", bound=str)
 
-# -- vocabulary -------------------------------------------------------------------------------
+# -- cues ------------------------------------------------------------------------------------
 
-MODEL_WORDS: list[tuple[ModelName, str]] = [
-    ("resnet18", r"\bres-?net(?:[- ]?18)?\b|\bresidual (?:net(?:work)?|cnn)\b"),
-    (
-        "gpt",
-        r"\b(?:nano-?)?gpt(?:-?\d)?\b|\btransformers?\b|\blanguage models?\b|\bllm\b|\bdecoder(?:-only)?\b",
-    ),
-    (
-        "mlp",
-        r"\bmlps?\b|\bmulti-?layer perceptron\b|\bperceptron\b|\bfeed-?forward(?: net(?:work)?)?\b"
-        r"|\bfully[- ]connected(?: net(?:work)?)?\b|\bdense (?:net(?:work)?|model)\b",
-    ),
-    (
-        "cnn",
-        r"\bcnns?\b|\bconv-?nets?\b|\bconv nets?\b|\bconvolutional(?: neural)?(?: net(?:work)?)?\b"
-        r"|\blenet\b",
-    ),
-]
-DATASET_WORDS: list[tuple[DatasetName, str]] = [
-    ("fashion-mnist", r"\bfashion[- ]?mnist\b|\bf-?mnist\b|\bzalando\b|\bfashion\b"),
-    ("mnist", r"\bmnist\b|\bhandwritten digits?\b"),
-    ("cifar10", r"\bcifar[- ]?10\b|\bcifar\b"),
-    ("digits", r"\b(?:sklearn|scikit-learn|bundled|8x8) digits\b|\bdigits(?: dataset)?\b"),
-    (
-        "synthetic",
-        r"\bsynthetic\b|\b(?:random|fake|dummy|toy|generated) (?:data|dataset|tokens|images)\b",
-    ),
-]
 REFUSE = re.compile(
     r"\bkubectl\b|\bhelm\b|\brm\s+-rf\b|\bsudo\b|\bssh\b|\bexec\b|\bshell\b|\bbash\b|\bdrop table\b"
     r"|\$\(|\bcurl\b|\bwget\b|\|\s*(?:sh|bash|zsh)\b|&&|\bkill\s+-\d|\breboot\b"
@@ -69,41 +56,73 @@ REFUSE = re.compile(
     r"|\b(?:show|print|give|reveal|leak|dump)\b.{0,20}\b(?:password|credentials?|api keys?|secrets?)\b"
 )
 TRAIN_VERB = re.compile(
-    r"\b(?:train|training|trains|retrain|fit|finetune|fine-tune|launch|kick off|start|run|spin up)\b"
+    r"\b(?:train|training|trains|retrain|fit|finetune|fine-tune|launch|kick off|start|run|spin up"
+    r"|get (?:a|an|the)?\s*[\w-]+ going|set up a (?:run|job))\b"
 )
 SWEEP = re.compile(
-    r"\b(?:sweeps?|hyper-?param(?:eter)?s?|hparams?|(?<!fine-)(?<!fine )tune|(?<!fine-)(?<!fine )tuning|grid search|random search|"
-    r"search over|search space|bayesian optimi[sz]ation|asha|hyperband|pbt|trials)\b"
+    r"\b(?:sweeps?|hyper-?param(?:eter)?s?|hparams?|(?<!fine-)(?<!fine )tune|(?<!fine-)(?<!fine )"
+    r"tuning|grid search|random search|search over|search space|bayesian optimi[sz]ation|asha|"
+    r"hyperband|pbt|trials)\b"
 )
-CANCEL = re.compile(r"\b(?:cancel|abort|kill|terminate|stop|halt)\b")
-LOGS = re.compile(r"\b(?:logs?|stdout|stderr|tail|printed|console output|output of)\b")
-DIAGNOSE = re.compile(
+# Repeating the thread's previous train request, with changes.
+SAME = re.compile(
+    r"\b(?:(?:do|run|try|launch|start|kick off|train)\s+(?:it|that|this|the same(?: thing| job|"
+    r" run| training)?|the last (?:one|job|run|training)|the previous (?:one|job|run|training))"
+    r"\s+again|same (?:thing|job|run|training|again|as before|as last time|setup|config"
+    r"(?:uration)?)|(?:repeat|rerun|re-run|redo)\b(?:\s+(?:it|that|the last|the previous|the "
+    r"same|the job|the run|the training|last))?|once more|one more time)\b"
+    r"|\bagain\b.{0,40}\b(?:but|with|this time|using|on)\b"
+)
+CANCEL = re.compile(
+    r"\b(?:cancel|abort|kill|terminate|stop|halt)\b(?!\s+(?:early|when|if|after|at|once))"
+    r"(?<!early stop)"
+)
+LOGS = re.compile(
+    r"\b(?:logs?|stdout|stderr|tail|printed|prints|console output|output of|output for|"
+    r"show (?:me )?(?:the )?output)\b"
+)
+DIAGNOSE_STRONG = re.compile(
     r"\b(?:why|diagnos\w*|what went wrong|what happened|debug|troubleshoot|root cause|"
-    r"failed|failing|crash(?:ed|ing)?|broke|broken|oom|out of memory|nan|diverg\w*|stuck)\b"
+    r"(?:anything|something|what(?:'s| is)) (?:wrong|off|broken|up with)|what(?:'s| is) up)\b"
+)
+DIAGNOSE = re.compile(
+    r"\b(?:fail|failed|failing|fails|crash(?:ed|es|ing)?|broke|broken|oom|out of memory|nan|"
+    r"diverg\w*|stuck|hung|hang(?:s|ing)?|died|dies|dying|dead|errors?|exception|killed|"
+    r"problems?|issues?)\b"
 )
 COST = re.compile(
-    r"\b(?:cost|costs|costing|spend|spent|spending|price|pricing|bill|billing|how much|expense|"
-    r"expenses|dollars|money|charge[sd]?)\b"
+    r"\b(?:cost|costs|costing|spend|spent|spending|price|pricing|bill|billing|billed|how much|"
+    r"expense|expenses|dollars|money|charge[sd]?|burn(?:ed|t)?|paid|pay)\b"
 )
-COMPARE = re.compile(r"\b(?:compare|comparison|versus|vs\.?|difference between|side by side)\b")
+COMPARE = re.compile(
+    r"\b(?:compare|comparison|versus|vs\.?|difference between|side by side|which (?:one |run |"
+    r"job )?(?:is|was|did) better)\b"
+)
 REGISTER = re.compile(r"\b(?:register|registry|promote|publish|alias|tag (?:it|the model) as)\b")
 LIST = re.compile(
     r"\b(?:list|show|see|what|which|any|all|my|recent|running|active|pending|failed|finished)\b"
     r".{0,25}\b(?:jobs|runs|trainings)\b|\bjobs? (?:list|running)\b|\bwhat(?:'s| is) running\b"
 )
+STATUS_STRONG = re.compile(
+    r"\b(?:status|progress|eta|how far|still (?:running|going|alive|up)|where are we|"
+    r"how(?:'s| is) (?:it|the job|the run|training|the training|that|my job|my run)|"
+    r"is (?:it|the job|the run|that|the training) (?:done|finished|complete|over|alive|running)|"
+    r"how many epochs (?:has|have|did|are)|accuracy so far|loss so far)\b"
+)
 STATUS = re.compile(
-    r"\b(?:status|progress|going|doing|done|finished|complete|completed|eta|how far|state|"
-    r"update|still running|accuracy so far|loss so far|where are we|how(?:'s| is) (?:it|the job|training))\b"
+    r"\b(?:going|doing|done|finished|complete|completed|state|update|alive|running)\b"
 )
 ESTIMATE = re.compile(r"\b(?:would|will|estimate|estimated|expect|projected|predict)\b")
 LATEST = re.compile(
-    r"\b(?:it|its|it's|latest|(?:the )?last (?:job|run|training|one|model)|previous (?:job|run)|"
+    r"\b(?:it|its|it's|latest|newest|(?:the )?last (?:job|run|training|one|model)|"
+    r"(?:the )?most recent(?: job| run| one| training)?|previous (?:job|run)|current (?:job|run|one)|"
     r"that(?: job| run| one| training)?|this (?:job|run|training)|the (?:job|run|training|model)|"
     r"my (?:job|run|training|last|latest))\b"
 )
 MIXED_SCRIPT = re.compile(r"\b(?=\w*[a-z])(?=\w*[\u0370-\u03ff\u0400-\u04ff])\w+\b")
 NEGATIVE_COUNT = re.compile(
-    r"(?<![\w.])-\s*\d+(?:\.\d+)?\s*(?:x\s*)?(?:gpus?|nodes?|machines?|epochs?|trials?|lines?|replicas?)\b"
+    r"(?<![\w.])-\s*\d+(?:\.\d+)?\s*(?:x\s*)?(?:gpus?|nodes?|machines?|epochs?|trials?|lines?|"
+    r"replicas?)\b"
 )
 NEGATIVE_MONEY = re.compile(
     r"\$\s*-\s*\d|(?<![\w.])-\s*\$\s*\d|-\s*\d+(?:\.\d+)?\s*(?:usd|dollars?|bucks)\b"
@@ -115,18 +134,83 @@ JOB_NAMED = re.compile(  # a name with a digit or a dash: "job mnist-baseline", 
 NOT_JOB_NAMES = frozenset(
     {"is", "id", "status", "logs", "cost", "list", "that", "this", "the", "and"}
 )
+# What a person typed as a job id, as typed: checked to be one before anything acts on it.
+JOB_REFERENCE = re.compile(r"\b(?:job|run)\s+(?:id\s+)?[\"'`]?([^\s\"'`]+)")
+JOB_ID_CHARS = re.compile(RFC1123_LABEL)
 # A job named right after the verb: "cancel baseline-run", "logs of mnist-sweep-2".
 JOB_AFTER_VERB = re.compile(
     r"\b(?:cancel|abort|kill|terminate|stop|halt|logs? (?:of|for)|status of|cost of|diagnose|"
-    r"tail)\s+[\"'`]?([a-z0-9]+(?:-[a-z0-9]+)+)\b"
+    r"tail|output of)\s+[\"'`]?([a-z0-9]+(?:-[a-z0-9]+)+)\b"
 )
 # cancel acts on one training job: "stop the mlflow server" or "kill all processes" is not one.
 CANCEL_OBJECT = re.compile(
-    r"\b(?:cancel|abort|kill|terminate|stop|halt)\b\s+(?:it|this|that|latest|last|current|"
-    r"(?:[\w-]+\s+){0,3}(?:jobs?|runs?|training|trainings)|[a-z0-9]+(?:-[a-z0-9]+)+)\b"
+    r"\b(?:cancel|abort|kill|terminate|stop|halt)\b\s+(?:it|this|that|latest|last|current|newest|"
+    r"(?:[\w-]+\s+){0,3}(?:jobs?|runs?|training|trainings|one)|[a-z0-9]+(?:-[a-z0-9]+)+)\b"
 )
 BULK = re.compile(r"\b(?:all|every|everything|each|any)\b")
 DELETE = re.compile(r"\b(?:delete|remove|destroy|wipe|nuke|purge|erase|rm)\b")
+BEST = re.compile(
+    r"\b(?:best|top|highest|lowest|winning|strongest|most accurate|least loss)\b"
+    r"(?:\s+(?:performing|scoring))?\s+(?:\w+\s+){0,2}?(?:model|run|job|one|checkpoint|trial)\b"
+)
+COUNT = re.compile(
+    r"\b(?:last|latest|recent|previous|past|top|newest)\s+"
+    + NUMBER
+    + r"\s+(?:\w+\s+)?(?:runs?|jobs?|trainings?|experiments?|ones)\b"
+    r"|\b" + NUMBER + r"\s+(?:most recent|latest|last|newest)\s+(?:runs|jobs|trainings)\b"
+)
+FALLBACK = re.compile(
+    r"\b(?:fall ?back(?: to| on)?|fallback(?: to| on| dataset)?|failing that,?|otherwise|or else|"
+    r"else)\s+(?:use |try |train on |go with |switch to )?(?:the )?(?P<after>[\w -]{2,30})"
+    r"|(?P<before>[\w -]{2,30}?)\s+as (?:a|the) (?:fallback|backup|plan b)\b"
+    r"|\bif (?:it(?:'s| is)|that(?:'s| is)|[\w -]{2,30}? (?:is|isn't|is not|can't be|cannot be))"
+    r"[\w ']{0,30}?(?:missing|unavailable|not available|not there|absent|down|gone|can't be had|"
+    r"cannot be had|fails|failing|not found)\s*[,;]?\s*(?:then )?(?:use|try|train on|go with|"
+    r"switch to|fall back to)\s+(?:the )?(?P<then>[\w -]{2,30})"
+)
+CPUS = re.compile(
+    r"\b" + NUMBER + r"\s*(?:v?cpus?|cpu cores?|cores?|vcores?)\b"
+    r"|\b(?:cpus?|cores)\s*[=:]\s*" + NUMBER
+)
+MEMORY = re.compile(
+    r"\b" + NUMBER + r"\s*(gib|gb|gi|g|gigs?|mib|mb|mi|tib|tb|ti)\s*(?:of\s+)?(?:ram|memory|mem)\b"
+    r"|\b(?:ram|memory|mem)\s*(?:of|=|:)?\s*" + NUMBER + r"\s*(gib|gb|gi|g|gigs?|mib|mb|mi|tib|"
+    r"tb|ti)\b"
+)
+MEMORY_UNITS = {"g": "Gi", "m": "Mi", "t": "Ti"}
+NAMESPACE = [
+    r"\bnamespace\s*[\"'`:=]?\s*([a-z0-9][\w.-]*)",
+    r"\bin (?:the )?([a-z0-9][\w.-]*) (?:namespace|ns)\b",
+    r"\bns\s*[=:]?\s*[\"'`]?([a-z0-9][\w.-]*)",
+]
+NAMESPACE_LABEL = re.compile(RFC1123_LABEL)
+
+CUES: dict[Intent, list[tuple[re.Pattern[str], float]]] = {
+    "sweep": [(SWEEP, 5)],
+    "register": [(REGISTER, 5)],
+    "compare": [(COMPARE, 5)],
+    "cancel": [(CANCEL, 5)],
+    "cost": [(COST, 4)],
+    "logs": [(LOGS, 4)],
+    "diagnose": [(DIAGNOSE_STRONG, 4), (DIAGNOSE, 2)],
+    "status": [(STATUS_STRONG, 4), (STATUS, 1.5)],
+    "list": [(LIST, 3)],
+}
+"""Evidence for each intent, found anywhere in the message; the verbs that act on jobs weigh
+most. Train's evidence is its verb with something to train, and the slots only it takes."""
+PRIORITY: tuple[Intent, ...] = (
+    "sweep",
+    "register",
+    "compare",
+    "cancel",
+    "cost",
+    "train",
+    "logs",
+    "list",
+    "diagnose",
+    "status",
+)
+"""Who wins a tie: the intent whose words are least ambiguous."""
 
 CURRENCY = r"(?:\$|usd|dollars?|bucks)"
 BUDGET = [
@@ -136,9 +220,8 @@ BUDGET = [
         r"keep (?:it|the cost|costs?) (?:under|below|to|at|within))\s*\$\s*" + NUMBER
     ),
     re.compile(
-        r"\b(?:under|below|less than|at most|no more than|within|up to|budget(?: of| is)?|cap(?:ped)? at)\s*"
-        + NUMBER
-        + r"\s*(?:usd|dollars?|bucks)\b"
+        r"\b(?:under|below|less than|at most|max(?:imum)?|no more than|within|up to|"
+        r"budget(?: of| is|:)?|cap(?:ped)? at)\s*" + NUMBER + r"\s*(?:usd|dollars?|bucks)\b"
     ),
     re.compile(r"\$\s*" + NUMBER + r"\s*(?:budget|max|maximum|cap|limit|or less|tops)\b"),
     re.compile(
@@ -148,40 +231,11 @@ BUDGET = [
     ),
     re.compile(r"\bbudget\s*(?:of|is|=|:)?\s*" + NUMBER + r"\b"),
 ]
-METRICS = {
-    "val accuracy": MlflowMetric.VAL_ACCURACY,
-    "validation accuracy": MlflowMetric.VAL_ACCURACY,
-    "val_accuracy": MlflowMetric.VAL_ACCURACY,
-    "val acc": MlflowMetric.VAL_ACCURACY,
-    "accuracy": MlflowMetric.VAL_ACCURACY,
-    "test accuracy": MlflowMetric.TEST_ACCURACY,
-    "val loss": MlflowMetric.VAL_LOSS,
-    "validation loss": MlflowMetric.VAL_LOSS,
-    "val_loss": MlflowMetric.VAL_LOSS,
-    "loss": MlflowMetric.VAL_LOSS,
-    "perplexity": MlflowMetric.VAL_PERPLEXITY,
-    "val perplexity": MlflowMetric.VAL_PERPLEXITY,
-    "throughput": MlflowMetric.SAMPLES_PER_SEC,
-    "samples per second": MlflowMetric.SAMPLES_PER_SEC,
-}
-METRIC_WORDS = "|".join(sorted(map(re.escape, METRICS), key=len, reverse=True))
-PARAM_NAMES = {
-    "lr": "lr",
-    "learning rate": "lr",
-    "learning rates": "lr",
-    "batch size": "batch_size",
-    "batch sizes": "batch_size",
-    "dropout": "dropout",
-    "weight decay": "weight_decay",
-    "momentum": "momentum",
-    "epochs": "epochs",
-    "warmup": "warmup_fraction",
-}
-PARAM_WORDS = "|".join(sorted(map(re.escape, PARAM_NAMES), key=len, reverse=True))
 
 
 def parse(text: str) -> Request:
-    """The Request for a message; anything it cannot map is `unknown` with a reply."""
+    """The Request for a message; anything it cannot map, or must refuse, is `unknown` with a
+    reply that says why."""
     if not isinstance(text, str):
         return _unknown("I only understand text.")
     clean = " ".join(text.replace("\x00", " ").split())
@@ -203,7 +257,14 @@ def parse(text: str) -> Request:
         return _unknown(
             'trainops deletes nothing; to stop a job say "cancel <job id>" or "cancel it".'
         )
-    intent = _intent(JOB_ID.sub(" ", t))  # "cnn-mnist-3f2a" is a job, not a model and dataset
+    intent = _intent(t)
+    found = refusals.find(clean, t, training=intent in ("train", "sweep"), sweep=intent == "sweep")
+    if intent in JOB_INTENTS or intent == "compare":
+        found += _bad_job_references(clean)
+    if intent in ("train", "sweep") and (problem := _namespace_problem(t)):
+        found.append(refusals.Refusal("namespace", problem))
+    if found:
+        return _refused(found)
     if intent == "unknown":
         return _unknown()
     if intent == "cancel" and (BULK.search(t) or not CANCEL_OBJECT.search(t)):
@@ -212,15 +273,15 @@ def parse(text: str) -> Request:
             'or "cancel the latest job".'
         )
     if NEGATIVE_COUNT.search(t):
-        return _unknown("Counts (epochs, GPUs, nodes, trials, lines) can't be negative.")
+        return _out_of_range("Counts (epochs, GPUs, nodes, trials, lines) can't be negative.")
     if NEGATIVE_MONEY.search(t):
-        return _unknown('A budget can\'t be negative; say e.g. "under $5".')
+        return _out_of_range('A budget can\'t be negative; say e.g. "under $5".')
     if intent == "train" and _sweep_params(t):
         intent = "sweep"  # "train ... with batch sizes 32, 64 and 128" is one run per value
     try:
         slots = _slots(t, clean, intent)
     except NotAWholeNumber as e:
-        return _unknown(
+        return _out_of_range(
             f"{e} is not a whole number; epochs, GPUs, nodes, batch size, trials and lines are."
         )
     if intent == "register" and "name" not in slots and re.search(r"\b(?:as|named|called)\s+\S", t):
@@ -231,62 +292,118 @@ def parse(text: str) -> Request:
     try:
         return Request(intent=intent, **slots)
     except ValidationError as e:
-        problem = e.errors()[0]
-        field = ".".join(str(p) for p in problem["loc"])
-        return _unknown(
-            f"I understood a {intent} request but {field} is out of range "
-            f"({problem['msg'].lower()})."
+        error = e.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        return _out_of_range(
+            f"I understood a {intent} request but {field} is out of range ({error['msg'].lower()})."
         )
+
+
+def parse_answer(text: str, intent: Intent) -> Request:
+    """The slots of a reply to a question about an `intent` request ("mnist", "the resnet,
+    4 GPUs"); unknown when it holds none or something that must be refused."""
+    request = parse(text)
+    if request.refused or request.intent not in ("unknown", intent):
+        return request
+    t = normalize(" ".join(text.replace("\x00", " ").split()))
+    if out_of_scope(text) or len(t) > MAX_TEXT:
+        return request
+    try:
+        return Request(intent=intent, **_slots(t, text, intent))
+    except (NotAWholeNumber, ValidationError):
+        return request
+
+
+def out_of_scope(text: str) -> bool:
+    """Whether the message asks for commands, deletion or cluster administration."""
+    t = normalize(" ".join(text.split()))
+    return bool(REFUSE.search(t) or DELETE.search(t))
 
 
 def normalize(text: str) -> str:
     t = unicodedata.normalize("NFKC", text).lower()  # fullwidth and other compatibility forms
-    t = t.replace("–", "-").replace("—", "-").replace("×", "x").replace("’", "'").replace("−", "-")
-    return normalize_numbers(t)
+    for dash in ("–", "—", "−"):
+        t = t.replace(dash, "-")
+    t = t.replace("×", " x ").replace("’", "'").replace("→", " -> ").replace("⇒", " -> ")
+    t = normalize_numbers(t)
+    return re.sub(r"\b(\d+)\s*x\s*(?=[a-z])", r"\1 x ", t)  # "2xa100": 2 x a100
 
 
 def _unknown(why: str | None = None) -> Request:
     return Request(intent="unknown", reply=f"{why} {CAPABILITIES}" if why else CAPABILITIES)
 
 
-def _first(vocabulary: list[tuple[T, str]], t: str) -> T | None:
-    best: tuple[int, T] | None = None
-    for name, pattern in vocabulary:
-        match = re.search(pattern, t)
-        if match and (best is None or match.start() < best[0]):
-            best = (match.start(), name)
-    return best[1] if best else None
+def _refused(found: list[refusals.Refusal]) -> Request:
+    parts: list[RefusedPart] = list(dict.fromkeys(r.part for r in found))
+    return Request(intent="unknown", refused=parts, reply=refusals.reply(found))
+
+
+def _out_of_range(why: str) -> Request:
+    return Request(
+        intent="unknown",
+        refused=["range"],
+        reply=f"Not launched, nothing changed: {why} {refusals.INSTEAD['range'].capitalize()}.",
+    )
+
+
+def _bad_job_references(original: str) -> list[refusals.Refusal]:
+    """A job id the message names that no job can have: said so, never read as the latest."""
+    found = []
+    for match in JOB_REFERENCE.finditer(original):
+        typed = match.group(1).rstrip("?.,!;:)")
+        lowered = typed.lower()
+        if lowered.isalpha() or not typed:  # "job crashed", "run is": words, not ids
+            continue
+        if len(lowered) > MAX_LABEL_LENGTH or not JOB_ID_CHARS.match(lowered):
+            found.append(refusals.Refusal("name", typed))
+    return found
+
+
+def _namespace_problem(t: str) -> str | None:
+    """A namespace asked for that is not a namespace name at all (the policy decides on the
+    rest)."""
+    name = _match(t, *NAMESPACE)
+    if name is None:
+        return None
+    name = name.rstrip(".,;:!?")
+    if len(name) > MAX_LABEL_LENGTH or not NAMESPACE_LABEL.match(name):
+        return name
+    return None
 
 
 def _intent(t: str) -> Intent:
-    has_model = _first(MODEL_WORDS, t) is not None
-    has_dataset = _first(DATASET_WORDS, t) is not None
+    """The intent with the most evidence in the message (ties: PRIORITY)."""
+    t = JOB_ID.sub(" ", t)  # "cnn-mnist-3f2a" is a job, not a model and a dataset
+    cues = _without_budget(t)  # "keep it under $5" is a train request's budget, not a question
+    has_model = first(MODEL_WORDS, t) is not None
+    has_dataset = first(DATASET_WORDS, t) is not None
     has_subject = has_model or has_dataset
-    if SWEEP.search(t) and (has_subject or re.search(r"\b(?:sweep|tune|trials|search)\b", t)):
-        return "sweep"
-    if REGISTER.search(t):
-        return "register"
-    if COMPARE.search(t):
-        return "compare"
-    if CANCEL.search(t) and not re.search(r"\bearly stop", t):
-        return "cancel"
-    # Money words ask about cost, unless they are a train request's budget ("keep it under $5").
-    asks_cost = not TRAIN_VERB.search(t) or ESTIMATE.search(t) or not has_subject
-    if COST.search(t) and asks_cost and (not _budget(t) or not has_subject):
-        return "cost"
-    if TRAIN_VERB.search(t) and (has_subject or re.search(r"\bepochs?\b", t)):
-        return "train"
-    if LOGS.search(t):
-        return "logs"
-    if LIST.search(t):
-        return "list"
-    if DIAGNOSE.search(t):
-        return "diagnose"
-    if STATUS.search(t):
-        return "status"
-    if has_model and has_dataset:
-        return "train"  # "resnet18 on cifar10, 5 epochs"
-    return "unknown"
+    score: dict[Intent, float] = dict.fromkeys(PRIORITY, 0.0)
+    for intent, patterns in CUES.items():
+        score[intent] = sum(weight for pattern, weight in patterns if pattern.search(cues))
+    if score["sweep"] and not (has_subject or re.search(r"\b(?:sweep|tune|trials|search)\b", t)):
+        score["sweep"] = 0.0
+    if score["sweep"] == 0 and _sweep_params(t) and has_subject:
+        score["sweep"] = 5.0
+    epochs = re.search(r"\b\d+\s*(?:epochs?|eps?)\b|\bepochs?\s*[=:]", t) is not None
+    repeat = SAME.search(t) is not None
+    if TRAIN_VERB.search(t) and (has_subject or epochs):
+        score["train"] += 3
+    if repeat and not score["sweep"]:
+        score["train"] += 4
+    score["train"] += 0.5 * has_model + 0.5 * has_dataset + 0.5 * epochs
+    if score["cost"] and has_subject and ESTIMATE.search(t):
+        score["cost"] += 2  # "how much would it cost to train ...": an estimate
+    if re.search(r"\b(?:lines?|tail\s+-n)\b", t):
+        score["logs"] += 0.5
+    best = max(PRIORITY, key=lambda intent: (score[intent], -PRIORITY.index(intent)))
+    return best if score[best] >= 1 else "unknown"
+
+
+def _without_budget(t: str) -> str:
+    for pattern in BUDGET:
+        t = pattern.sub(" ", t)
+    return t
 
 
 def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
@@ -296,57 +413,68 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
     words = JOB_ID.sub(" ", t)
     if job not in (None, "latest"):
         words = re.sub(rf"\b{re.escape(job)}\b", " ", words)
+    fallback, words = _fallback(words) if intent in ("train", "sweep") else (None, words)
     if intent in ("train", "sweep", "cost", "compare", "list"):
-        slots["model"] = _first(MODEL_WORDS, words)
-        slots["dataset"] = _first(DATASET_WORDS, words)
+        slots["model"] = first(MODEL_WORDS, words)
+        slots["dataset"] = first(DATASET_WORDS, words)
     if intent in ("train", "sweep", "cost"):
         t = words
         slots["epochs"] = _int(
             t,
-            r"(?<![\w.])" + SIGNED_NUMBER + r"\s*(?:full\s+)?(?:epochs?|passes|eps)\b",
+            r"(?<![\w.])" + SIGNED_NUMBER + r"\s*(?:full\s+)?(?:epochs?|passes|eps?)\b",
             r"\bepochs?\s*(?:=|:|of|to)?\s*" + SIGNED_NUMBER + r"(?![\w.])",
         )
         slots.update(_resources(t))
+        slots["gpu_type"] = first(GPU_TYPE_WORDS, t)
         slots["budget_usd"] = _budget(t)
         slots["lr"] = _float(t, r"(?:learning[- ]rate|\blr)\s*(?:of|=|:|at|to|is)?\s*" + NUMBER)
         slots["batch_size"] = _int(
             t,
-            r"batch[- ]?size\s*(?:of|=|:|to|is)?\s*" + NUMBER + r"\b(?!\s*(?:,|and|or)\s*\d)",
-            r"\bbs\s*=?\s*" + NUMBER + r"\b",
-            r"\bbatch(?:es)? of\s*" + NUMBER + r"\b",
+            r"batch[- _]?size\s*(?:of|=|:|to|is)?\s*" + NUMBER + r"\b(?!\s*(?:,|and|or)\s*\d)",
+            r"\bbs\s*[=:]?\s*" + NUMBER + r"\b",
+            r"\bbatch(?:es)?\s*(?:of|[=:])\s*" + NUMBER + r"\b",
             r"\b" + NUMBER + r"\s*(?:samples |images )?per batch\b",
+            r"\b" + NUMBER + r"\s*(?:batch(?: size)?|bs)\b(?!\s*(?:of|=|:))",
         )
+        slots["cpus"] = _cpus(t)
+        slots["memory"] = _memory(t)
         slots["name"] = _match(
             t,
             r"\b(?:called|named|name it|call it|with the name|name:)\s*[\"'`]?([a-z0-9][a-z0-9-]{0,50}[a-z0-9])",
         )
-        slots["namespace"] = _match(
-            t,
-            r"\bnamespace\s*[\"'`:=]?\s*([a-z0-9][a-z0-9-]{0,61}[a-z0-9])",
-            r"\bin (?:the )?([a-z0-9][a-z0-9-]{0,61}[a-z0-9]) namespace\b",
-            r"\bns\s*[=:]\s*([a-z0-9][a-z0-9-]{0,61}[a-z0-9])",
-        )
+        slots["namespace"] = _match(t, *NAMESPACE)
+        slots["fallback_dataset"] = fallback
+    if intent in ("train", "sweep") and SAME.search(t):
+        slots["same_as_previous"] = True
     if intent == "sweep":
         slots.update(_sweep(t))
         for swept in slots.get("params") or {}:
             if swept in ("batch_size", "lr", "epochs"):
                 slots[swept] = None  # a searched parameter is not also a fixed one
-    if intent in JOB_INTENTS or intent == "compare":
+    if intent in JOB_INTENTS:
         about_many = intent == "cost" and (
             slots.get("model")
             or slots.get("dataset")
             or _period(t)
             or re.search(r"\bexperiment\b", t)
         )
+        if intent == "register" and job in (None, "latest") and BEST.search(t):
+            job = "best"
         if about_many and job == "latest":
             job = None  # "how much would it cost to train ..." asks for an estimate
-        elif job is None and intent in JOB_INTENTS and not about_many:
+        elif job is None and not about_many:
             job = "latest"
         slots["job"] = job
+    if intent == "compare":
+        ids = list(dict.fromkeys(JOB_ID.findall(t)))
+        named = [m.group(1) for m in JOB_NAMED.finditer(t) if m.group(1) not in ids]
+        slots["jobs"] = [*ids, *named] or None
+        slots["count"] = _int(t, COUNT.pattern) if not slots["jobs"] else None
     if intent == "logs":
         slots["lines"] = _int(
             t,
             r"\b(?:last|tail|final|first)\s*" + NUMBER + r"\s*(?:log\s+)?lines?\b",
+            r"\btail\s+-n\s*" + NUMBER + r"\b",
             r"\b" + NUMBER + r"\s*lines?\b",
         )
     if intent in ("cost", "list", "compare"):
@@ -362,6 +490,39 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
             r"([a-z0-9][a-z0-9_.-]{0,60}[a-z0-9])\b",
         )
     return {k: v for k, v in slots.items() if v is not None}
+
+
+def _fallback(t: str) -> tuple[str | None, str]:
+    """The dataset to fall back to, and the text without the words that said so."""
+    for match in FALLBACK.finditer(t):
+        start = match.start()
+        if match.group("before"):  # "... with synthetic data as a fallback": the last named
+            named = lexicon.named(DATASET_WORDS, match.group("before"))
+            dataset = named[-1] if named else None
+            if dataset is not None:
+                pattern = dict(DATASET_WORDS)[dataset]
+                spans = list(re.finditer(pattern, match.group("before")))
+                start = match.start("before") + spans[-1].start()
+        else:
+            dataset = first(DATASET_WORDS, match.group("after") or match.group("then"))
+        if dataset is not None:
+            return dataset, t[:start] + " " + t[match.end() :]
+    return None, t
+
+
+def _cpus(t: str) -> float | None:
+    if (match := CPUS.search(t)) is None:
+        return None
+    return float(match.group(1) or match.group(2))
+
+
+def _memory(t: str) -> str | None:
+    if (match := MEMORY.search(t)) is None:
+        return None
+    amount = match.group(1) or match.group(3)
+    unit = MEMORY_UNITS[(match.group(2) or match.group(4))[0]]
+    value = float(amount)
+    return f"{int(value) if value.is_integer() else value}{unit}"
 
 
 def _match(t: str, *patterns: str) -> str | None:
@@ -392,7 +553,7 @@ def _budget(t: str) -> float | None:
 
 def _resources(t: str) -> dict[str, int]:
     out: dict[str, int] = {}
-    gpu = r"(?:gpus?|h100s?|a100s?|v100s?|l4s?|t4s?|cards|accelerators)"
+    gpu = rf"(?:gpus?|{GPU_TYPE_PATTERN}|cards|accelerators|devices)(?:\s+gpus?)?"
     node = r"(?:nodes?|machines?|hosts?|workers?|replicas?|pods?|servers?)"
     if m := re.search(
         rf"\b{NUMBER}\s*{node}\s*(?:x|\*|with|of|each with|having|by)\s*{NUMBER}\s*{gpu}", t
@@ -407,7 +568,9 @@ def _resources(t: str) -> dict[str, int]:
     ):
         out["gpus"], out["nodes"] = as_int(m.group(1)), as_int(m.group(2))
     else:
-        if m := re.search(rf"\b{NUMBER}\s*(?:x\s*)?{gpu}\b", t):
+        if (m := re.search(rf"\b{NUMBER}\s*(?:x\s*)?{gpu}", t)) or (
+            m := re.search(rf"{gpu}\s*(?:x|\*)\s*{NUMBER}\b", t)
+        ):
             out["gpus"] = as_int(m.group(1))
         if m := re.search(rf"\b{NUMBER}\s*{node}\b", t):
             out["nodes"] = as_int(m.group(1))
@@ -449,7 +612,7 @@ def _job(t: str) -> str | None:
 
 
 def _names_a_model_or_dataset(words: str) -> bool:
-    return _first(MODEL_WORDS, words) is not None or _first(DATASET_WORDS, words) is not None
+    return first(MODEL_WORDS, words) is not None or first(DATASET_WORDS, words) is not None
 
 
 def _period(t: str) -> str | None:
@@ -476,16 +639,16 @@ def _period(t: str) -> str | None:
 def _objective(t: str) -> tuple[str | None, str | None]:
     m = re.search(
         r"\b(maximi[sz]e|maximum|minimi[sz]e|minimum|optimi[sz]e(?: for)?|best|highest|lowest|top|"
-        r"by|on)\s+(?:the\s+)?(" + METRIC_WORDS + r")\b",
+        r"by|on|most|least)\s+(?:the\s+)?(" + METRIC_WORDS + r")\b",
         t,
     )
     if not m:
         return None, None
     metric = METRICS[m.group(2)]
     verb = m.group(1)
-    if verb.startswith(("minimi", "minimum", "lowest")):
+    if verb.startswith(("minimi", "minimum", "lowest", "least")):
         return metric, "min"
-    if verb.startswith(("maximi", "maximum", "highest", "top")):
+    if verb.startswith(("maximi", "maximum", "highest", "top", "most")):
         return metric, "max"
     return metric, ("max" if higher_is_better(metric) else "min")
 
@@ -526,7 +689,10 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
     params: dict[str, ParamRange | ParamChoice] = {}
     value = (  # a list member: not a count of something else ("10 trials")
         NUMBER
-        + r"(?![\d.]|\s*(?:trials?|epochs?|gpus?|nodes?|in parallel|at a time|concurrent|runs))"
+        + r"(?![\d.]|\s*(?:trials?|epochs?|gpus?|nodes?|in parallel|at a time|concurrent|runs|"
+        + r"x\b|"
+        + GPU_TYPE_PATTERN
+        + r"))"
     )
     not_a_list = r"(?!\s*(?:,|and|or)\s*" + value + ")"
     ranges = [

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from common.gpus import GPU_PRODUCT_LABEL
 from common.settings import KubernetesPolicy
 from mcp_servers.kubernetes.schemas import Kind, TrainingJobSpec
 
@@ -234,15 +235,21 @@ def _pod_template(
                 fs_group=TRAINER_UID,
                 seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
             ),
-            node_selector=dict(ctx.policy.gpu_node_selector)
-            if gpu and ctx.policy.gpu_node_selector
-            else None,
+            node_selector=_node_selector(spec, ctx) if gpu else None,
             tolerations=[client.V1Toleration(**t) for t in ctx.policy.gpu_tolerations]
             if gpu
             else None,
         ),
     )
     return template
+
+
+def _node_selector(spec: TrainingJobSpec, ctx: RenderContext) -> dict[str, str] | None:
+    """The policy's GPU node selector, plus the GPU product of the type the spec asks for."""
+    selector = dict(ctx.policy.gpu_node_selector)
+    if spec.gpu_type is not None:
+        selector[GPU_PRODUCT_LABEL] = ctx.policy.gpu_product(spec.gpu_type)
+    return selector or None
 
 
 def _job(spec: TrainingJobSpec, job_id: str, metadata: dict, ctx: RenderContext) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.gpus import GpuType
 from common.oci import MAX_REFERENCE_LENGTH, is_image_reference
-from common.quantities import parse_bytes
+from common.quantities import MEMORY_QUANTITY, parse_bytes
 from common.telemetry import ProgressKind
 from common.vocabulary import (
     DEFAULT_BATCH_SIZE,
@@ -46,7 +47,7 @@ JobId = Annotated[
     ),
 ]
 
-QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+
 MIN_MEMORY_BYTES = 64 * 2**20
 MAX_DEADLINE_SECONDS = 366 * 24 * 3600
 MAX_ENV_VALUE = 4096
@@ -96,11 +97,16 @@ class TrainingJobSpec(BaseModel):
     lr: float = Field(DEFAULT_LR, gt=0, le=MAX_LR)
     nodes: int = Field(1, ge=1, description="Replicas (pods). More than one renders a PyTorchJob.")
     gpus_per_node: int = Field(0, ge=0, description="GPUs per replica; 0 trains on CPU with gloo.")
+    gpu_type: GpuType | None = Field(
+        None,
+        description="GPU type (A100, H100, ...): the job runs on nodes of that type "
+        "(nvidia.com/gpu.product) and is priced at its rate; needs gpus_per_node.",
+    )
     cpus: float = Field(
         1.0, gt=0, le=MAX_CPUS_PER_REPLICA, description="CPUs requested per replica."
     )
     memory: str = Field(
-        "2Gi", pattern=QUANTITY, max_length=32, description="Memory per replica, e.g. 4Gi."
+        "2Gi", pattern=MEMORY_QUANTITY, max_length=32, description="Memory per replica, e.g. 4Gi."
     )
     image: str | None = Field(
         None,
@@ -242,6 +248,15 @@ class TrainingJobSpec(BaseModel):
             )
         return image
 
+    @model_validator(mode="after")
+    def _gpu_type_needs_gpus(self) -> TrainingJobSpec:
+        if self.gpu_type is not None and not self.gpus_per_node:
+            raise ValueError(
+                f"gpu_type {self.gpu_type} needs GPUs; set gpus_per_node, or drop gpu_type to "
+                "train on CPU"
+            )
+        return self
+
     @field_validator("memory")
     @classmethod
     def _some_memory(cls, memory: str) -> str:
@@ -380,6 +395,7 @@ class JobStatus(BaseModel):
     epochs: int | None = None
     nodes: int | None = None
     gpus_per_node: int | None = None
+    gpu_type: str | None = Field(None, description="The GPU type the spec asked for.")
     cpus: float | None = None
     memory: str | None = None
 

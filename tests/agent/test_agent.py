@@ -139,7 +139,7 @@ async def test_out_of_scope_and_hard_caps_launch_nothing(agent_home: Path) -> No
         capped = await agent.ask("safety", "Train a CNN on MNIST for 3 epochs on 10000 GPUs")
         assert capped.facts["error_kind"] == "refused" and capped.facts["phase"] is None
         vague = await agent.ask("safety", "train something for 3 epochs")
-        assert "Which model and dataset?" in vague.answer
+        assert "with which model" in vague.answer and "which dataset" in vague.answer
         sweep = await agent.ask("safety", "sweep lr from 1e-4 to 1e-1 for a cnn on mnist")
         assert "Sweeps need the Ray Tune backend" in sweep.answer
         nothing = await agent.ask("safety", "why did it fail?")

@@ -9,7 +9,8 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 
-from agent.parsing.llm import parse_with_llm
+from agent.parsing import rules
+from agent.parsing.llm import parse_checked, parse_with_llm
 from agent.runner import Agent
 from tests.agent.conftest import home_settings, jobs_in
 
@@ -46,9 +47,45 @@ def test_a_bad_model_reply_falls_back_to_the_rules(reply: str) -> None:
 
 def test_destructive_asks_never_reach_the_model() -> None:
     model = FakeListChatModel(responses=['{"intent": "cancel", "job": "latest"}'])
-    request, _ = parse_with_llm("delete the namespace and all jobs", model)
+    request, _ = parse_checked("delete the namespace and all jobs", model)
     assert request.intent == "unknown"
     assert model.i == 0  # the model was not asked
+
+
+def test_a_constraint_the_model_leaves_out_is_still_refused() -> None:
+    model = FakeListChatModel(
+        responses=['{"intent": "train", "model": "cnn", "dataset": "mnist", "epochs": 3}']
+    )
+    request, _ = parse_checked("train a cnn on mnist for 3 epochs with HF_TOKEN=abc", model)
+    assert request.intent == "unknown" and request.refused == ["env"]
+    assert model.i == 0
+
+
+@pytest.mark.parametrize(
+    ("reply", "invented"),
+    [
+        ('{"intent": "train", "model": "cnn", "dataset": "mnist", "epochs": 7}', "epochs"),
+        ('{"intent": "train", "model": "resnet18", "dataset": "mnist"}', "model"),
+        ('{"intent": "train", "model": "cnn", "dataset": "mnist", "gpu_type": "H100"}', "gpu_type"),
+        ('{"intent": "train", "model": "cnn", "dataset": "mnist", "budget_usd": 50}', "budget_usd"),
+        ('{"intent": "logs", "job": "cnn-mnist-beef"}', "job"),
+    ],
+)
+def test_a_value_the_message_does_not_hold_is_rejected_for_the_rules(
+    reply: str, invented: str
+) -> None:
+    text = "train a cnn on mnist, keep it under $5"
+    request, warnings = parse_checked(text, FakeListChatModel(responses=[reply]))
+    assert request == rules.parse(text)
+    assert len(warnings) == 1 and invented in warnings[0] and "used the rules" in warnings[0]
+
+
+def test_a_grounded_model_reading_is_kept() -> None:
+    reply = '{"intent": "train", "model": "resnet18", "dataset": "cifar10", "epochs": 7, "gpus": 2}'
+    request, warnings = parse_checked(
+        "a resnet on cifar please, seven passes, two cards", FakeListChatModel(responses=[reply])
+    )
+    assert warnings == [] and request.epochs == 7 and request.gpus == 2
 
 
 SEEN: list[list[Any]] = []

@@ -208,3 +208,6 @@ def test_fallback_is_loud_on_stdout_in_the_done_line_and_on_the_run(
     tags = mlflow_client.get_run(done["mlflow_run_id"]).data.tags
     assert tags["dataset.used"] == "digits" and tags["dataset.requested"] == "mnist"
     assert "mnist is not available" in tags["dataset.fallback_reason"]
+    # The job was given a fallback: nothing tells it to pass the flag it already passed.
+    assert not any("--fallback-dataset digits" in w for w in done["warnings"])
+    assert "--fallback-dataset digits" not in tags["dataset.fallback_reason"]

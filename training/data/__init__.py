@@ -20,9 +20,20 @@ def load_dataset(cfg: TrainConfig) -> LoadedDataset:
         return LoadedDataset(_prepare(cfg.dataset, cfg), requested=cfg.dataset)
     except DatasetUnavailable as e:
         if cfg.fallback_dataset is None:
-            raise
+            # Only a job without a fallback is told it may have one.
+            hint = (
+                ""
+                if cfg.dataset == "digits"
+                else (", or pass --fallback-dataset digits to train on the bundled digits instead")
+            )
+            raise DatasetUnavailable(f"{e}{hint}") from None
         reason = str(e)
-    dataset = _prepare(cfg.fallback_dataset, cfg)
+    try:
+        dataset = _prepare(cfg.fallback_dataset, cfg)
+    except DatasetUnavailable as e:
+        raise DatasetUnavailable(
+            f"{reason}; and the fallback {cfg.fallback_dataset} is not available either: {e}"
+        ) from None
     return LoadedDataset(dataset, requested=cfg.dataset, fallback_reason=reason)
 
 

@@ -66,8 +66,7 @@ def unavailable(files: FileSet, data_dir: str, why: str) -> DatasetUnavailable:
     where = join(data_dir, files.folders[0])
     return DatasetUnavailable(
         f"{files.dataset} is not available: {why}. Put {', '.join(files.required)} in {where} "
-        f"(or run where the download works), or pass --fallback-dataset digits to train on the "
-        "bundled digits instead"
+        "(or run where the download works)"
     )
 
 

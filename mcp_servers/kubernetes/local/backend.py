@@ -202,6 +202,7 @@ class LocalBackend:
             epochs=spec.get("epochs"),
             nodes=spec.get("nodes"),
             gpus_per_node=spec.get("gpus_per_node"),
+            gpu_type=spec.get("gpu_type"),
             cpus=spec.get("cpus"),
             memory=spec.get("memory"),
         )

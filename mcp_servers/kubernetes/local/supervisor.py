@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from common.files import write_atomic
+from common.gpus import GPU_PRODUCT_LABEL, gpu_type_of_product
 from common.net import free_port
 from common.settings import Settings, SettingsError, load_settings
 from common.telemetry import MLFLOW_OUTBOX_FILE, MLFLOW_URI_FILE_ENV, PromLabel
@@ -178,7 +179,7 @@ class Supervisor:
                 memory_bytes=machine.memory_bytes - used.memory_bytes,
                 gpus=len(free_gpus),
             )
-            never = _never_fits(need, machine)
+            never = _never_fits(need, machine) or _wrong_gpus(self.workload.gpu_product, machine)
             shortfall = never or _shortfall(need, free)
             if shortfall:
                 self._unschedulable(UNSCHEDULABLE if never else INSUFFICIENT_RESOURCES, shortfall)
@@ -567,6 +568,20 @@ def _never_fits(need: ResourceAmounts, machine: Machine) -> str:
             f"{machine.memory_bytes / gib:.1f} GiB and {len(machine.gpu_ids)} GPUs"
         )
     return ""
+
+
+def _wrong_gpus(product: str | None, machine: Machine) -> str:
+    """Why this machine's GPUs are not the type the job selects; empty when they are."""
+    if product is None:
+        return ""
+    wanted = gpu_type_of_product(product) or product
+    if machine.gpu_ids and gpu_type_of_product(machine.gpu_type) == wanted:
+        return ""
+    has = f"{len(machine.gpu_ids)} {machine.gpu_type}" if machine.gpu_ids else "no GPUs"
+    return (
+        f"never fits this machine: asks for {wanted} GPUs ({GPU_PRODUCT_LABEL}={product}); "
+        f"it has {has}"
+    )
 
 
 def _shortfall(need: ResourceAmounts, free: ResourceAmounts) -> str:

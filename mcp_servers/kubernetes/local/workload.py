@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.gpus import GPU_PRODUCT_LABEL
 from common.quantities import parse_bytes, parse_cpu
 
 
@@ -32,6 +33,7 @@ class PodPlan:
     gpus: int
     memory_limit_bytes: int | None = None
     """limits.memory: over it, the replica is OOMKilled."""
+    node_selector: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,13 @@ class Workload:
     @property
     def gpus(self) -> int:
         return sum(r.pod.gpus for r in self.replicas)
+
+    @property
+    def gpu_product(self) -> str | None:
+        """The GPU product its pods select (nvidia.com/gpu.product), if they select one."""
+        return next(
+            (p for r in self.replicas if (p := r.pod.node_selector.get(GPU_PRODUCT_LABEL))), None
+        )
 
 
 def workload_from_manifest(manifest: dict[str, Any]) -> Workload:
@@ -118,6 +127,7 @@ def workload_from_manifest(manifest: dict[str, Any]) -> Workload:
                 Mount(m["mountPath"], volumes[m["name"]]) for m in container.get("volumeMounts", [])
             ],
             **_resources(resources),
+            node_selector=dict(override.get("nodeSelector") or {}),
         )
         return Workload(
             kind=kind,
@@ -145,6 +155,7 @@ def _pod_plan(pod_spec: dict[str, Any]) -> PodPlan:
             Mount(m["mountPath"], volumes[m["name"]]) for m in container.get("volumeMounts", [])
         ],
         **_resources(container.get("resources", {})),
+        node_selector=dict(pod_spec.get("nodeSelector") or {}),
     )
 
 

@@ -130,3 +130,27 @@ def test_single_replica_job_never_restarts_in_place_and_ignores_disruptions() ->
     assert body["spec"]["backoffLimit"] == 2
     assert "--standalone" in body["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "nodeSelector" not in body["spec"]["template"]["spec"]  # CPU pods go anywhere
+
+
+@pytest.mark.parametrize("kind", ["auto", "TrainJob"])
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_a_gpu_type_selects_its_nodes_by_product_label(kind: str, nodes: int) -> None:
+    policy = KubernetesPolicy(gpu_products={"A100": "NVIDIA-A100-SXM4-40GB"})
+    spec = TrainingJobSpec(
+        model="cnn", dataset="mnist", nodes=nodes, gpus_per_node=2, gpu_type="A100", kind=kind
+    )
+    body = render(spec, "cnn-mnist-0002", "trainops", RenderContext(policy, "http://m:5000")).body
+    validate(body)
+    if body["kind"] == "TrainJob":
+        selector = body["spec"]["podSpecOverrides"][0]["nodeSelector"]
+    else:
+        selector = pod_template(body)["spec"]["nodeSelector"]
+    assert selector == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+    # Without a mapping of its own, a type takes its most common part's label.
+    default = render(spec, "cnn-mnist-0003", "trainops", CONTEXT).body
+    assert "NVIDIA-A100" in str(default)
+
+
+def test_a_gpu_type_without_gpus_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="gpu_type H100 needs GPUs; set gpus_per_node"):
+        TrainingJobSpec(model="cnn", dataset="mnist", gpu_type="H100")
