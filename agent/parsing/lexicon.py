@@ -98,6 +98,7 @@ PARAM_NAMES = {
     "batch-size": "batch_size",
     "batch_size": "batch_size",
     "bs": "batch_size",
+    "bsz": "batch_size",
     "dropout": "dropout",
     "weight decay": "weight_decay",
     "weight_decay": "weight_decay",

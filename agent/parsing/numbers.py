@@ -60,7 +60,8 @@ _POWER_OF_TEN = re.compile(r"\b10\s*(?:\^|\*\*)\s*([-+−]?\s*\d+)")
 _THOUSANDS = re.compile(r"\b(\d+(?:\.\d+)?)k\b")
 # "1,024" is one number; "32,64,128" (no thousands groups of three) stays a list.
 _GROUPED = re.compile(r"(?<!\d,)\b\d{1,3}(?:,\d{3})+\b(?!,\d)")
-_FRACTION = re.compile(r"\b(\d+)\s*/\s*(\d+)\b")
+# "1/2" is a half; "32/64/128" is a list.
+_FRACTION = re.compile(r"(?<![\d/])\b(\d+)\s*/\s*(\d+)\b(?!\s*/)")
 
 
 def _words_value(words: str) -> int | None:

@@ -60,7 +60,8 @@ TRAIN_VERB = re.compile(
     r"|get (?:a|an|the)?\s*[\w-]+ going|set up a (?:run|job))\b"
 )
 SWEEP = re.compile(
-    r"\b(?:sweeps?|hyper-?param(?:eter)?s?|hparams?|(?<!fine-)(?<!fine )tune|(?<!fine-)(?<!fine )"
+    r"\b(?:find (?:the )?best (?:learning rate|lr|batch size|dropout|weight decay|momentum|"
+    r"hyper-?param\w*)|sweeps?|hyper-?param(?:eter)?s?|hparams?|(?<!fine-)(?<!fine )tune|(?<!fine-)(?<!fine )"
     r"tuning|grid search|random search|search over|search space|bayesian optimi[sz]ation|asha|"
     r"hyperband|pbt|trials)\b"
 )
@@ -78,8 +79,8 @@ CANCEL = re.compile(
     r"(?<!early stop)"
 )
 LOGS = re.compile(
-    r"\b(?:logs?|stdout|stderr|tail|printed|prints|console output|output of|output for|"
-    r"show (?:me )?(?:the )?output)\b"
+    r"\b(?:logs?|stdout|stderr|tail|print(?:ed|s|ing)|console output|output of|output for|"
+    r"show (?:me )?(?:the )?output|\d+\s+(?:log\s+|output\s+)?lines|lines of (?:output|log))\b"
 )
 DIAGNOSE_STRONG = re.compile(
     r"\b(?:why|diagnos\w*|what went wrong|what happened|debug|troubleshoot|root cause|"
@@ -96,17 +97,29 @@ COST = re.compile(
 )
 COMPARE = re.compile(
     r"\b(?:compare|comparison|versus|vs\.?|difference between|side by side|which (?:one |run |"
-    r"job )?(?:is|was|did) better)\b"
+    r"job )?(?:is|was|did) better|rank(?:ed|ing)?\b.{0,30}\b(?:runs|jobs|models)|which (?:of "
+    r"(?:my|the|our|these) )?(?:runs?|jobs?|models?|ones?)\b.{0,30}\b(?:best|better|highest|"
+    r"lowest|top))\b"
 )
 REGISTER = re.compile(r"\b(?:register|registry|promote|publish|alias|tag (?:it|the model) as)\b")
 LIST = re.compile(
     r"\b(?:list|show|see|what|which|any|all|my|recent|running|active|pending|failed|finished)\b"
     r".{0,25}\b(?:jobs|runs|trainings)\b|\bjobs? (?:list|running)\b|\bwhat(?:'s| is) running\b"
+    r"|\b(?:what|which|all|list)\b[\w' ]{0,25}\b(?:running|pending|active|queued)\b"
+    r"|^\W*(?:my\s+|all\s+|the\s+)?(?:jobs|runs|trainings)\b"
+)
+LIST_STRONG = re.compile(
+    r"\b(?:everything|anything|any jobs?|any runs?)\b[\w' ]{0,20}\b(?:running|pending|active|"
+    r"queued|going on)\b"
 )
 STATUS_STRONG = re.compile(
     r"\b(?:status|progress|eta|how far|still (?:running|going|alive|up)|where are we|"
     r"how(?:'s| is) (?:it|the job|the run|training|the training|that|my job|my run)|"
-    r"is (?:it|the job|the run|that|the training) (?:done|finished|complete|over|alive|running)|"
+    r"where(?:'s| is) (?:it|that|my job|the job|my run|the run|the training|my training)|"
+    r"how(?:'s| is)\b.{0,30}\b(?:looking|going|doing|coming along|progressing)|"
+    r"did (?:it|that|the|my|this)\b.{0,25}\b(?:finish|complete|succeed|end|work)|"
+    r"is (?:it|that|this|the|my)(?:\s+[\w-]+){0,3}\s+(?:done|finished|complete|over|alive|"
+    r"running|still running)|(?:done|finished|over) yet|"
     r"how many epochs (?:has|have|did|are)|accuracy so far|loss so far)\b"
 )
 STATUS = re.compile(
@@ -153,6 +166,10 @@ BEST = re.compile(
     r"\b(?:best|top|highest|lowest|winning|strongest|most accurate|least loss)\b"
     r"(?:\s+(?:performing|scoring))?\s+(?:\w+\s+){0,2}?(?:model|run|job|one|checkpoint|trial)\b"
 )
+NOUN_RUN = re.compile(
+    r"\b(?:the|my|that|this|last|latest|previous|a|which|each|every|our)\s+(?:[\w-]+\s+)?runs?\b"
+)
+"""'the resnet run' is a run that exists, not a request to run something."""
 COUNT = re.compile(
     r"\b(?:last|latest|recent|previous|past|top|newest)\s+"
     + NUMBER
@@ -162,12 +179,13 @@ COUNT = re.compile(
 FALLBACK = re.compile(
     r"\b(?:fall ?back(?: to| on)?|fallback(?: to| on| dataset)?|failing that,?|otherwise|or else|"
     r"else)\s+(?:use |try |train on |go with |switch to )?(?:the )?(?P<after>[\w -]{2,30})"
-    r"|(?P<before>[\w -]{2,30}?)\s+as (?:a|the) (?:fallback|backup|plan b)\b"
-    r"|\bif (?:it(?:'s| is)|that(?:'s| is)|[\w -]{2,30}? (?:is|isn't|is not|can't be|cannot be))"
-    r"[\w ']{0,30}?(?:missing|unavailable|not available|not there|absent|down|gone|can't be had|"
-    r"cannot be had|fails|failing|not found)\s*[,;]?\s*(?:then )?(?:use|try|train on|go with|"
-    r"switch to|fall back to)\s+(?:the )?(?P<then>[\w -]{2,30})"
+    r"|(?P<before>[\w -]{2,30}?)\s+as (?:an? |the )?(?:fallback|backup|plan b)\b"
+    r"|\bif\b[^,;.]{0,60}?\b(?:missing|unavailable|not available|not there|isn't there|absent|"
+    r"down|gone|fails|failing|not found|(?:can't|cannot|couldn't) be (?:had|found|downloaded|"
+    r"loaded|used|read))\s*[,;]?\s*(?:then\s+)?(?:use|try|train on|go with|switch to|"
+    r"fall back to)\s+(?:the\s+)?(?P<then>[\w -]{2,30})"
 )
+EXPERIMENT = re.compile(r"\bexperiment\s+[\"'`]?([\w.-]+)")
 CPUS = re.compile(
     r"\b" + NUMBER + r"\s*(?:v?cpus?|cpu cores?|cores?|vcores?)\b"
     r"|\b(?:cpus?|cores)\s*[=:]\s*" + NUMBER
@@ -194,7 +212,7 @@ CUES: dict[Intent, list[tuple[re.Pattern[str], float]]] = {
     "logs": [(LOGS, 4)],
     "diagnose": [(DIAGNOSE_STRONG, 4), (DIAGNOSE, 2)],
     "status": [(STATUS_STRONG, 4), (STATUS, 1.5)],
-    "list": [(LIST, 3)],
+    "list": [(LIST, 3), (LIST_STRONG, 6)],
 }
 """Evidence for each intent, found anywhere in the message; the verbs that act on jobs weigh
 most. Train's evidence is its verb with something to train, and the slots only it takes."""
@@ -225,9 +243,8 @@ BUDGET = [
     ),
     re.compile(r"\$\s*" + NUMBER + r"\s*(?:budget|max|maximum|cap|limit|or less|tops)\b"),
     re.compile(
-        r"\b(?:do not|don't|never) (?:spend|go over|exceed)(?: more than)?\s*\$?\s*"
-        + NUMBER
-        + r"\s*(?:\$|usd|dollars?|bucks)?"
+        r"\b(?:do not|don't|never|shouldn't|must not) (?:spend|go over|go past|go above|go beyond|"
+        r"exceed|pass|cost)(?: more than)?\s*\$?\s*" + NUMBER + r"\s*(?:\$|usd|dollars?|bucks)?"
     ),
     re.compile(r"\bbudget\s*(?:of|is|=|:)?\s*" + NUMBER + r"\b"),
 ]
@@ -387,7 +404,7 @@ def _intent(t: str) -> Intent:
         score["sweep"] = 5.0
     epochs = re.search(r"\b\d+\s*(?:epochs?|eps?)\b|\bepochs?\s*[=:]", t) is not None
     repeat = SAME.search(t) is not None
-    if TRAIN_VERB.search(t) and (has_subject or epochs):
+    if TRAIN_VERB.search(NOUN_RUN.sub(" ", t)) and (has_subject or epochs):
         score["train"] += 3
     if repeat and not score["sweep"]:
         score["train"] += 4
@@ -401,9 +418,10 @@ def _intent(t: str) -> Intent:
 
 
 def _without_budget(t: str) -> str:
+    """The words left for cues once slots took theirs: a budget, an experiment's name."""
     for pattern in BUDGET:
         t = pattern.sub(" ", t)
-    return t
+    return EXPERIMENT.sub(" ", t)
 
 
 def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
@@ -415,14 +433,16 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
         words = re.sub(rf"\b{re.escape(job)}\b", " ", words)
     fallback, words = _fallback(words) if intent in ("train", "sweep") else (None, words)
     if intent in ("train", "sweep", "cost", "compare", "list"):
-        slots["model"] = first(MODEL_WORDS, words)
-        slots["dataset"] = first(DATASET_WORDS, words)
+        subject = EXPERIMENT.sub(" ", words)  # "experiment mnist-tuning" names no dataset
+        slots["model"] = first(MODEL_WORDS, subject)
+        slots["dataset"] = first(DATASET_WORDS, subject)
     if intent in ("train", "sweep", "cost"):
         t = words
         slots["epochs"] = _int(
             t,
             r"(?<![\w.])" + SIGNED_NUMBER + r"\s*(?:full\s+)?(?:epochs?|passes|eps?)\b",
             r"\bepochs?\s*(?:=|:|of|to)?\s*" + SIGNED_NUMBER + r"(?![\w.])",
+            r"\beps?\s*[=:]\s*" + SIGNED_NUMBER + r"(?![\w.])",
         )
         slots.update(_resources(t))
         slots["gpu_type"] = first(GPU_TYPE_WORDS, t)
@@ -431,7 +451,7 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
         slots["batch_size"] = _int(
             t,
             r"batch[- _]?size\s*(?:of|=|:|to|is)?\s*" + NUMBER + r"\b(?!\s*(?:,|and|or)\s*\d)",
-            r"\bbs\s*[=:]?\s*" + NUMBER + r"\b",
+            r"\b(?:bs|bsz)\s*[=:]?\s*" + NUMBER + r"\b",
             r"\bbatch(?:es)?\s*(?:of|[=:])\s*" + NUMBER + r"\b",
             r"\b" + NUMBER + r"\s*(?:samples |images )?per batch\b",
             r"\b" + NUMBER + r"\s*(?:batch(?: size)?|bs)\b(?!\s*(?:of|=|:))",
@@ -469,7 +489,8 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
         ids = list(dict.fromkeys(JOB_ID.findall(t)))
         named = [m.group(1) for m in JOB_NAMED.finditer(t) if m.group(1) not in ids]
         slots["jobs"] = [*ids, *named] or None
-        slots["count"] = _int(t, COUNT.pattern) if not slots["jobs"] else None
+        counted = COUNT.search(t) if not slots["jobs"] else None
+        slots["count"] = as_int(counted.group(1) or counted.group(2)) if counted else None
     if intent == "logs":
         slots["lines"] = _int(
             t,
@@ -479,7 +500,7 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
         )
     if intent in ("cost", "list", "compare"):
         slots["period"] = _period(t)
-        slots["experiment"] = _match(t, r"\bexperiment\s+[\"'`]?([\w.-]+)")
+        slots["experiment"] = _match(t, EXPERIMENT.pattern)
     if intent in ("compare", "register"):
         metric, mode = _objective(t)
         slots["metric"], slots["mode"] = metric, mode
@@ -568,11 +589,15 @@ def _resources(t: str) -> dict[str, int]:
     ):
         out["gpus"], out["nodes"] = as_int(m.group(1)), as_int(m.group(2))
     else:
-        if (m := re.search(rf"\b{NUMBER}\s*(?:x\s*)?{gpu}", t)) or (
-            m := re.search(rf"{gpu}\s*(?:x|\*)\s*{NUMBER}\b", t)
+        if (
+            (m := re.search(rf"\b{NUMBER}\s*(?:x\s*)?{gpu}", t))
+            or (m := re.search(rf"{gpu}\s*(?:x|\*)\s*{NUMBER}\b", t))
+            or (m := re.search(rf"\bgpus?\s*[=:]\s*{NUMBER}\b", t))  # "gpus=2"
         ):
             out["gpus"] = as_int(m.group(1))
-        if m := re.search(rf"\b{NUMBER}\s*{node}\b", t):
+        if (m := re.search(rf"\b{NUMBER}\s*{node}\b", t)) or (
+            m := re.search(rf"\bnodes?\s*[=:]\s*{NUMBER}\b", t)
+        ):
             out["nodes"] = as_int(m.group(1))
     if (
         "gpus" not in out
@@ -704,7 +729,16 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
         + NUMBER
         + r"\b"
         + not_a_list,
-        r"\b(" + PARAM_WORDS + r")\s*between\s*" + NUMBER + r"\s*and\s*" + NUMBER + r"\b",
+        # "the learning rate for the mlp on digits between 1e-4 and 0.1"
+        r"\b("
+        + PARAM_WORDS
+        + r")\b(?:\s+(?!(?:"
+        + PARAM_WORDS
+        + r")\b)[a-z-]+){0,6}?\s*between\s*"
+        + NUMBER
+        + r"\s*and\s*"
+        + NUMBER
+        + r"\b",
         r"\b("
         + PARAM_WORDS
         + r")\s*(?:in|within|:|=)?\s*[\[(]\s*"
@@ -724,9 +758,13 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
     for m in re.finditer(
         r"\b("
         + PARAM_WORDS
-        + r")\s*(?:of|in|among|over|across|through|:|=|from|values|either)?\s*[\[{(]?\s*("
+        # "which batch size is best for the mlp: 16, 32 or 64", "bs 32/64/128"
+        + r")\b(?:\s+(?!(?:and|or|"
+        + PARAM_WORDS
+        + r")\b)[a-z-]+){0,8}?\s*(?:of|in|among|over|across|through|:|=|"
+        + r"from|values|either)?\s*[\[{(]?\s*("
         + value
-        + r"(?:\s*(?:,|and|or|,\s*and|,\s*or)\s*"
+        + r"(?:\s*(?:,|/|and|or|,\s*and|,\s*or)\s*"
         + value
         + r")+)",
         t,
