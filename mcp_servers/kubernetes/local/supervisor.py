@@ -601,8 +601,13 @@ def _shortfall(need: ResourceAmounts, free: ResourceAmounts) -> str:
 def _code_root() -> str:
     """Where the `training` package is, as the image's PYTHONPATH=/app: the replicas' code."""
     spec = importlib.util.find_spec("training")
-    assert spec is not None and spec.origin is not None
-    return str(Path(spec.origin).parent.parent)
+    assert spec is not None
+    if spec.origin is not None:
+        return str(Path(spec.origin).parent.parent)
+    # An editable install made before training/ had an __init__ maps it as a namespace package.
+    folders = [Path(p) for p in spec.submodule_search_locations or () if Path(p).is_dir()]
+    assert folders, "the training package is not installed"
+    return str(folders[0].parent)
 
 
 def main() -> None:
