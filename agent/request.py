@@ -93,6 +93,9 @@ class Request(BaseModel):
     metric: str | None = None
     mode: Literal["max", "min"] | None = None
     params: dict[str, ParamRange | ParamChoice] | None = None
+    choices: dict[Literal["model", "dataset"], list[str]] | None = Field(
+        None, description="Two readings of a slot (train/sweep): the reply asks which."
+    )
     refused: list[RefusedPart] | None = Field(
         None, description="For unknown: the parts of the request that can't be honoured."
     )

@@ -100,7 +100,11 @@ def _in_thread(request: Request, state: AgentState) -> Request:
         answer = rules.parse_answer(state.get("text", ""), pending.intent)
         if answer.intent == pending.intent and answer.slots():
             # "mnist", "the cnn please": fills what the question asked for
-            return pending.model_copy(update=answer.slots())
+            filled = answer.slots()
+            open_choices = {
+                slot: named for slot, named in (pending.choices or {}).items() if slot not in filled
+            }
+            return pending.model_copy(update={**filled, "choices": open_choices or None})
     return request
 
 

@@ -89,6 +89,9 @@ def job_spec(request: Request, ctx: AgentContext) -> TrainingJobSpec:
 
 def ask_back(request: Request) -> str | None:
     """The one question a train request needs answered before it can be planned, if any."""
+    if request.choices:
+        slot, named = next(iter(request.choices.items()))
+        return f"Which {slot}: {' or '.join(named)}?"
     missing = [slot for slot in ("model", "dataset") if not getattr(request, slot)]
     if not missing:
         return None

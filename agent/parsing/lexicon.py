@@ -120,6 +120,20 @@ def first(vocabulary: Sequence[tuple[T, str]], t: str) -> T | None:
     return best[1] if best else None
 
 
+def distinct(vocabulary: Sequence[tuple[T, str]], t: str) -> list[T]:
+    """The entries named in `t` by words of their own, in order: a match inside a longer one
+    ("digits" in "handwritten digits", "cnn" in "residual cnn") is not another entry."""
+    spans = sorted(
+        ((m.start(), m.end(), name) for name, p in vocabulary for m in re.finditer(p, t)),
+        key=lambda s: (s[0], -(s[1] - s[0])),
+    )
+    kept: list[tuple[int, int, T]] = []
+    for start, end, name in spans:
+        if all(end <= s or start >= e for s, e, _ in kept):
+            kept.append((start, end, name))
+    return list(dict.fromkeys(name for _, _, name in kept))
+
+
 def named(vocabulary: Sequence[tuple[T, str]], t: str) -> list[T]:
     """Every entry named in `t`, in the order named."""
     found: list[tuple[int, T]] = []

@@ -436,6 +436,15 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
         subject = EXPERIMENT.sub(" ", words)  # "experiment mnist-tuning" names no dataset
         slots["model"] = first(MODEL_WORDS, subject)
         slots["dataset"] = first(DATASET_WORDS, subject)
+        if intent in ("train", "sweep"):  # "on mnist or cifar10": ask, don't pick one
+            readings: dict[str, list[str]] = {
+                "model": list(lexicon.distinct(MODEL_WORDS, subject)),
+                "dataset": list(lexicon.distinct(DATASET_WORDS, subject)),
+            }
+            choices = {slot: named for slot, named in readings.items() if len(named) > 1}
+            for slot in choices:
+                slots[slot] = None
+            slots["choices"] = choices or None
     if intent in ("train", "sweep", "cost"):
         t = words
         slots["epochs"] = _int(

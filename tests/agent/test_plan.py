@@ -113,3 +113,10 @@ def test_a_job_no_node_can_ever_hold_is_known_before_launch() -> None:
     assert problem is not None and "on A100 nodes" in problem and "8 NVIDIA-L4 GPUs" in problem
     h100 = a100.model_copy(update={"gpu_type": "H100"})
     assert never_fits(h100, cluster) is not None
+
+
+def test_two_readings_are_asked_about_not_guessed() -> None:
+    question = ask_back(
+        Request(intent="train", model="cnn", choices={"dataset": ["mnist", "cifar10"]})
+    )
+    assert question == "Which dataset: mnist or cifar10?"

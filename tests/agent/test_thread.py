@@ -27,6 +27,10 @@ def test_an_answer_completes_the_pending_request() -> None:
     state = {"pending": pending, "text": "fashion mnist please"}
     completed = _in_thread(parse(state["text"]), state)
     assert completed.slots() == {"model": "cnn", "epochs": 5, "dataset": "fashion-mnist"}
+    two_readings = Request(intent="train", model="cnn", choices={"dataset": ["mnist", "cifar10"]})
+    state = {"pending": two_readings, "text": "cifar10"}
+    answered = _in_thread(parse(state["text"]), state)
+    assert answered.dataset == "cifar10" and answered.choices is None
     # A new, unrelated question is not taken for an answer.
     state = {"pending": pending, "text": "list my jobs"}
     assert _in_thread(parse(state["text"]), state).intent == "list"
