@@ -40,6 +40,7 @@ _SCALES = {"hundred": 100, "thousand": 1000}
 _WORD = "|".join([*_UNITS, *_TENS, *_SCALES])
 _RUN = re.compile(rf"\b(?:(?:{_WORD})(?:[\s-]+(?:and[\s-]+)?)?)+\b")
 _IDIOMS = [
+    (re.compile(r"\bone of\b"), "among"),  # "batch size one of 64, 128": a list, not 1
     (re.compile(r"\bhalf a dozen\b"), "6"),
     (re.compile(r"\s+and a half\b"), ".5"),  # "one and a half epochs": 1.5, not 1
     (re.compile(r"\bhalf (?:a|an)\s+"), "0.5 "),  # "half a GPU": 0.5, not 1

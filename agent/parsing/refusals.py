@@ -80,6 +80,9 @@ _NODE = [
     re.compile(r"\bnode[- _]?(?:name|selector|affinity)\b|\baffinity\b|\btolerations?\b"),
     re.compile(r"\bpin(?:ned|ning)?\b.{0,30}\b(?:node|host|machine)\b"),
     re.compile(r"\bip-\d+-\d+-\d+-\d+\b"),
+    # a host name: gpu-node-3, worker3, dgx02
+    re.compile(r"\b(?:[a-z]+-)*(?:node|host|worker|dgx|server|machine|box)-?\d+[\w.-]*\b"),
+    re.compile(r"\b(?:node|host|machine|server|box|instance)\s+(?:named|called)\s+\S+"),
 ]
 _ENV_ORIGINAL = [
     re.compile(r"(?<![\w-])[A-Z][A-Z0-9_]*_[A-Z0-9_]+\s*=\s*\S*"),  # NCCL_DEBUG=INFO
@@ -120,6 +123,10 @@ _NETWORK = [
     ),
     re.compile(r"\bwebhooks?\b|\bslack\b|\bdiscord\b|\btelegram\b|\bpagerduty\b|\be-?mail\b"),
     re.compile(
+        r"\bwandb\b|\bweights (?:and|&) biases\b|\bcomet(?:\.ml)?\b|\bneptune\b|\bdatadog\b"
+        r"|\bsplunk\b|\bhugging ?face hub\b|\bpush to (?:the )?hub\b"
+    ),
+    re.compile(
         r"\b(?:send|ship|stream|upload|post|forward|push|mirror|sync|exfiltrate)\b.{0,30}"
         r"\b(?:to|into)\s+(?:my|our|an?|the)?\s*(?:server|bucket|endpoint|collector|"
         r"splunk|datadog|elastic\w*|wandb|weights (?:and|&) biases|s3|gcs|remote)\b"
@@ -137,7 +144,7 @@ _SETTING = re.compile(
     r"distill\w*|checkpoint(?:s|ing)? every|save (?:a checkpoint )?every|data ?loader workers|"
     r"num[ _]workers|spot|preemptible|priority(?:[ _]class)?|torch\.?compile|compiled?)\b"
 )
-_SWEEPABLE = re.compile(r"\b(?:momentum|weight[ _-]?decay|dropout|warm-?up)\b")
+_SWEEPABLE = re.compile(r"\b(?:momentum|weight[ _-]?decay|dropout|warm-?up|early[ _-]stopping)\b")
 NAME_ASKED = re.compile(
     r"\b(?:called|named|name it|call it|with the name|name(?: it)?\s*[:=]|job name\s*[:=]?)\s*"
     r"(?:[\"'`“”‘’]([^\"'`“”‘’]{1,80})[\"'`“”‘’]|(\S+))"
@@ -164,11 +171,11 @@ def find(original: str, normalized: str, *, training: bool, sweep: bool = False)
     scan("image", _IMAGE, normalized)
     scan("network", _NETWORK, normalized)
     scan("flags", _FLAGS, _without_log_tail(normalized))
-    scan("host_path", _HOST_PATH, normalized)
-    scan("node", _NODE, normalized)
     scan("env", _ENV_ORIGINAL, original)
     if not any(r.part == "env" for r in found):
         scan("env", _ENV, normalized)
+    scan("host_path", _HOST_PATH, normalized)
+    scan("node", _NODE, normalized)
     scan("privileges", _PRIVILEGES, normalized)
     if training:
         if (name := name_problem(original)) is not None:

@@ -36,7 +36,7 @@ from agent.parsing.numbers import (
 )
 from agent.request import CAPABILITIES, ParamChoice, ParamRange, RefusedPart, Request
 from common.telemetry import higher_is_better
-from common.vocabulary import JOB_INTENTS, MAX_LABEL_LENGTH, RFC1123_LABEL, Intent
+from common.vocabulary import JOB_INTENTS, MAX_LABEL_LENGTH, RFC1123_LABEL, Intent, Scheduler
 
 MAX_TEXT = 2000
 
@@ -97,7 +97,9 @@ COST = re.compile(
 )
 COMPARE = re.compile(
     r"\b(?:compare|comparison|versus|vs\.?|difference between|side by side|which (?:one |run |"
-    r"job )?(?:is|was|did) better|rank(?:ed|ing)?\b.{0,30}\b(?:runs|jobs|models)|which (?:of "
+    r"job )?(?:is|was|did) better|stack(?:s|ed)? up|best (?:of|among)\b.{0,20}\b(?:runs|jobs)|"
+    r"which (?:one |run |job )?(?:was|is|did|had|has)\b.{0,20}\b(?:better|worse|more|less|higher|"
+    r"lower|faster|cheaper)|rank(?:ed|ing)?\b.{0,30}\b(?:runs|jobs|models)|which (?:of "
     r"(?:my|the|our|these) )?(?:runs?|jobs?|models?|ones?)\b.{0,30}\b(?:best|better|highest|"
     r"lowest|top))\b"
 )
@@ -203,6 +205,16 @@ NAMESPACE = [
 ]
 NAMESPACE_LABEL = re.compile(RFC1123_LABEL)
 
+SCHEDULER_WORDS: list[tuple[Scheduler, str]] = [
+    ("asha", r"\basha\b|\b(?:async(?:hronous)? )?successive halving\b|\bsha\b"),
+    ("hyperband", r"\bhyper-?band\b|\bbohb\b"),
+    ("median", r"\bmedian(?: stopping)?(?: rule)?\b"),
+    ("pbt", r"\bpbt\b|\bpopulation[- ]based(?: training)?\b"),
+    (
+        "fifo",
+        r"\bfifo\b|\bno early stopping\b|\bwithout early stopping\b|\brun (?:them|all) to the end\b",
+    ),
+]
 CUES: dict[Intent, list[tuple[re.Pattern[str], float]]] = {
     "sweep": [(SWEEP, 5)],
     "register": [(REGISTER, 5)],
@@ -464,6 +476,9 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
             r"\bbatch(?:es)?\s*(?:of|[=:])\s*" + NUMBER + r"\b",
             r"\b" + NUMBER + r"\s*(?:samples |images )?per batch\b",
             r"\b" + NUMBER + r"\s*(?:batch(?: size)?|bs)\b(?!\s*(?:of|=|:))",
+            r"\b(?:global\s+|mini-?)?batch(?:[- _]?size)?\s+(?:of\s+)?"
+            + NUMBER
+            + r"\b(?!\s*(?:,|/|and|or)\s*\d)",
         )
         slots["cpus"] = _cpus(t)
         slots["memory"] = _memory(t)
@@ -485,7 +500,7 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
             slots.get("model")
             or slots.get("dataset")
             or _period(t)
-            or re.search(r"\bexperiment\b", t)
+            or re.search(r"\bexperiments?\b|\b(?:in )?total\b|\boverall\b|\baltogether\b", t)
         )
         if intent == "register" and job in (None, "latest") and BEST.search(t):
             job = "best"
@@ -516,7 +531,8 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
     if intent == "register":
         slots["name"] = _match(
             t,
-            r"\b(?:as|named|called|to|under)\s+[\"'`]?(?!(?:the|a|an|my|our|registry|it)\b)"
+            r"\b(?:as|named|called|call it|name it|to|under)\s+[\"'`]?"
+            r"(?!(?:the|a|an|my|our|registry|it)\b)"
             r"([a-z0-9][a-z0-9_.-]{0,60}[a-z0-9])\b",
         )
     return {k: v for k, v in slots.items() if v is not None}
@@ -673,16 +689,16 @@ def _period(t: str) -> str | None:
 def _objective(t: str) -> tuple[str | None, str | None]:
     m = re.search(
         r"\b(maximi[sz]e|maximum|minimi[sz]e|minimum|optimi[sz]e(?: for)?|best|highest|lowest|top|"
-        r"by|on|most|least)\s+(?:the\s+)?(" + METRIC_WORDS + r")\b",
+        r"by|on|most|least|more|less)\s+(?:the\s+)?(" + METRIC_WORDS + r")\b",
         t,
     )
     if not m:
         return None, None
     metric = METRICS[m.group(2)]
     verb = m.group(1)
-    if verb.startswith(("minimi", "minimum", "lowest", "least")):
+    if verb.startswith(("minimi", "minimum", "lowest", "least", "less")):
         return metric, "min"
-    if verb.startswith(("maximi", "maximum", "highest", "top", "most")):
+    if verb.startswith(("maximi", "maximum", "highest", "top", "most", "more")):
         return metric, "max"
     return metric, ("max" if higher_is_better(metric) else "min")
 
@@ -703,15 +719,7 @@ def _sweep(t: str) -> dict[str, Any]:
         + NUMBER
         + r"\b",
     )
-    if m := re.search(r"\b(asha|hyperband|median(?: stopping)?|pbt|population[- ]based|fifo)\b", t):
-        word = m.group(1)
-        out["scheduler"] = (
-            "median"
-            if word.startswith("median")
-            else "pbt"
-            if word.startswith(("pbt", "population"))
-            else word
-        )
+    out["scheduler"] = first(SCHEDULER_WORDS, t)
     metric, mode = _objective(t)
     out["metric"], out["mode"] = metric, mode
     out["params"] = _sweep_params(t) or None
@@ -733,6 +741,7 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
         r"\b("
         + PARAM_WORDS
         + r")\s*(?:from|in the range(?: of)?|range|in|within|:)?\s*"
+        + r"(?:(?:log-?uniform|log-?scale|log|uniform|linear(?:ly)?)\s*(?:from\s+)?)?"
         + NUMBER
         + r"\s*(?:to|-|\.\.|…)\s*"
         + NUMBER
@@ -762,7 +771,13 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
             low, high = sorted((float(m.group(2)), float(m.group(3))))
             if low == high or name in params:
                 continue
-            log = low > 0 and (name in ("lr", "weight_decay") or high / low >= 100)
+            said = m.group(0)
+            if re.search(r"\blog", said):  # the scale as said, else by the parameter and span
+                log = low > 0
+            elif re.search(r"\b(?:uniform|linear)", said):
+                log = False
+            else:
+                log = low > 0 and (name in ("lr", "weight_decay") or high / low >= 100)
             params[name] = ParamRange(low=low, high=high, scale="log" if log else "linear")
     for m in re.finditer(
         r"\b("
