@@ -84,9 +84,10 @@ _NODE = [
     re.compile(r"\b(?:[a-z]+-)*(?:node|host|worker|dgx|server|machine|box)-?\d+[\w.-]*\b"),
     re.compile(r"\b(?:node|host|machine|server|box|instance)\s+(?:named|called)\s+\S+"),
 ]
-_ENV_ORIGINAL = [
-    re.compile(r"(?<![\w-])[A-Z][A-Z0-9_]*_[A-Z0-9_]+\s*=\s*\S*"),  # NCCL_DEBUG=INFO
-    re.compile(r"(?<![\w-])[A-Z]{2,}[A-Z0-9]*=\S+"),  # FOO=bar (not lr=0.1, bs=64)
+_SLOT_KEYS = r"(?!(?:LR|BS|BSZ|EPOCHS?|EPS?|GPUS?|NODES?|BATCH(?:_SIZE)?|CPUS?|MEMORY|MEM)\s*=)"
+_ENV_ORIGINAL = [  # upper case as typed; LR=3e-4 or EPOCHS=3 are slots, not variables
+    re.compile(r"(?<![\w-])" + _SLOT_KEYS + r"[A-Z][A-Z0-9_]*_[A-Z0-9_]+\s*=\s*\S*"),
+    re.compile(r"(?<![\w-])" + _SLOT_KEYS + r"[A-Z]{2,}[A-Z0-9]*=\S+"),  # FOO=bar
 ]
 _ENV = [
     re.compile(r"\benv(?:ironment)?[ _-]?var(?:iable)?s?\b"),
@@ -107,7 +108,10 @@ _PRIVILEGES = [
     re.compile(r"\bas root\b|\bwith root\b|\broot (?:user|access|privileges?|rights)\b"),
     re.compile(r"\brun ?as ?(?:user|uid|root|admin|group)\b|\buid\s*[=:]?\s*0\b"),
     re.compile(r"\bhost ?(?:network|pid|ipc)\b|\bhostnetwork\b|\bhostpid\b"),
-    re.compile(r"\bcap_[a-z_]+\b|\bcapabilit(?:y|ies)\b|\bsys_admin\b"),
+    re.compile(
+        r"\bcap_[a-z_]+\b|\bsys_admin\b|\bnet_admin\b|\b(?:linux|kernel|extra|added|add|more|"
+        r"elevated) capabilit(?:y|ies)\b"
+    ),
     re.compile(r"\bsecurity ?context\b|\bseccomp\b|\bapparmor\b|\bunconfined\b"),
     re.compile(r"\b(?:admin|administrator|superuser) (?:rights|access|privileges?)\b"),
     re.compile(r"\bcluster-?admin\b|\bsuperuser\b"),

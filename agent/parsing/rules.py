@@ -287,6 +287,7 @@ def parse(text: str) -> Request:
             'trainops deletes nothing; to stop a job say "cancel <job id>" or "cancel it".'
         )
     intent = _intent(t)
+    # Even when the rest is not understood, a part that must be refused is named.
     found = refusals.find(clean, t, training=intent in ("train", "sweep"), sweep=intent == "sweep")
     if intent in JOB_INTENTS or intent == "compare":
         found += _bad_job_references(clean)

@@ -161,3 +161,24 @@ async def test_nothing_unhonourable_launches_and_the_reply_names_the_part(agent_
             assert part in result.facts["refused_parts"], (message, result.facts)
             assert result.facts["launched"] is False
     assert jobs_in(agent_home) == []
+
+
+ORDINARY = [
+    "train a CNN on MNIST, LR=3e-4, EPOCHS=3, BS=64",
+    "train resnet18 on cifar10 on 2 nodes x 4 GPUs",
+    "train a cnn on mnist in namespace trainops on the A100 nodes",
+    "tail -n 20 of the last job",
+    "train an mlp on digits -> 3 epochs, 2 gpus",
+    "resnet-18 → cifar-10, 40 ep, bs=1k, 2×A100",
+    "train cnn on mnist called mnist-baseline",
+    "sweep dropout 0.1 to 0.5 and momentum 0.8 to 0.99 for a cnn on mnist",
+    "tune lr for the cnn on mnist with asha and early stopping",
+    "train a cnn on mnist, fall back to digits if mnist is missing",
+    "how much would 8 H100s for resnet18 on cifar10 cost?",
+]
+
+
+@pytest.mark.parametrize("message", ORDINARY)
+def test_ordinary_requests_near_a_refused_category_are_not_refused(message: str) -> None:
+    request = parse(message)
+    assert request.intent != "unknown" and not request.refused, (message, request)
