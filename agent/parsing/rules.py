@@ -159,7 +159,7 @@ JOB_AFTER_VERB = re.compile(
 )
 # cancel acts on one training job: "stop the mlflow server" or "kill all processes" is not one.
 CANCEL_OBJECT = re.compile(
-    r"\b(?:cancel|abort|kill|terminate|stop|halt)\b\s+(?:it|this|that|latest|last|current|newest|"
+    r"\b(?:cancel|abort|kill|terminate|stop|halt)\b[\s:]+(?:it|this|that|latest|last|current|newest|"
     r"(?:[\w-]+\s+){0,3}(?:jobs?|runs?|training|trainings|one)|[a-z0-9]+(?:-[a-z0-9]+)+)\b"
 )
 BULK = re.compile(r"\b(?:all|every|everything|each|any)\b")
@@ -258,6 +258,7 @@ BUDGET = [
         r"\b(?:do not|don't|never|shouldn't|must not) (?:spend|go over|go past|go above|go beyond|"
         r"exceed|pass|cost)(?: more than)?\s*\$?\s*" + NUMBER + r"\s*(?:\$|usd|dollars?|bucks)?"
     ),
+    re.compile(r"(?:<=|=<|≤|<)\s*\$\s*" + NUMBER),
     re.compile(r"\bbudget\s*(?:of|is|=|:)?\s*" + NUMBER + r"\b"),
 ]
 
@@ -275,7 +276,7 @@ def parse(text: str) -> Request:
     t = normalize(clean)
     if MIXED_SCRIPT.search(t):
         return _unknown("A word mixes alphabets (e.g. Latin and Cyrillic look-alikes); retype it.")
-    if re.match(r"\s*[\[{<]", t):
+    if re.match(r"\s*(?:[\[{]\s*[\"'{\[]|<\s*[a-z/!])", t):  # JSON or markup, not "{model=cnn}"
         return _unknown("That looks like code or data, not a request; say it in a sentence.")
     if REFUSE.search(t):
         return _unknown(
@@ -462,7 +463,8 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
         t = words
         slots["epochs"] = _int(
             t,
-            r"(?<![\w.])" + SIGNED_NUMBER + r"\s*(?:full\s+)?(?:epochs?|passes|eps?)\b",
+            r"(?<![\w.])" + SIGNED_NUMBER + r"\s*(?:full\s+)?(?:epochs?|passes|eps?)\b(?!\s*[=:])",
+            r"\bx\s*" + SIGNED_NUMBER + r"\s*(?:epochs?|eps?)\b",
             r"\bepochs?\s*(?:=|:|of|to)?\s*" + SIGNED_NUMBER + r"(?![\w.])",
             r"\beps?\s*[=:]\s*" + SIGNED_NUMBER + r"(?![\w.])",
         )
