@@ -120,6 +120,11 @@ def first(vocabulary: Sequence[tuple[T, str]], t: str) -> T | None:
     return best[1] if best else None
 
 
+GENERIC: dict[str, str] = {"cnn": "resnet18", "digits": "mnist"}
+"""A word that also names something more specific said beside it: a ResNet-18 is a CNN, and
+"the MNIST digits" are MNIST's."""
+
+
 def distinct(vocabulary: Sequence[tuple[T, str]], t: str) -> list[T]:
     """The entries named in `t` by words of their own, in order: a match inside a longer one
     ("digits" in "handwritten digits", "cnn" in "residual cnn") is not another entry."""
@@ -131,7 +136,8 @@ def distinct(vocabulary: Sequence[tuple[T, str]], t: str) -> list[T]:
     for start, end, name in spans:
         if all(end <= s or start >= e for s, e, _ in kept):
             kept.append((start, end, name))
-    return list(dict.fromkeys(name for _, _, name in kept))
+    names = list(dict.fromkeys(name for _, _, name in kept))
+    return [n for n in names if GENERIC.get(n) not in names]
 
 
 def named(vocabulary: Sequence[tuple[T, str]], t: str) -> list[T]:

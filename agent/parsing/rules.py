@@ -458,6 +458,9 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
             choices = {slot: named for slot, named in readings.items() if len(named) > 1}
             for slot in choices:
                 slots[slot] = None
+            for slot, named in readings.items():
+                if len(named) == 1:  # the specific one of a generic word and it
+                    slots[slot] = named[0]
             slots["choices"] = choices or None
     if intent in ("train", "sweep", "cost"):
         t = words
