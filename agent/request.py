@@ -11,6 +11,7 @@ from common.quantities import MEMORY_QUANTITY
 from common.vocabulary import (
     MAX_BATCH_SIZE,
     MAX_CPUS_PER_REPLICA,
+    MAX_DEADLINE_SECONDS,
     MAX_EPOCHS,
     MAX_GPUS_PER_NODE,
     MAX_JOB_NAME_LENGTH,
@@ -71,6 +72,9 @@ class Request(BaseModel):
     cpus: float | None = Field(None, gt=0, le=MAX_CPUS_PER_REPLICA, description="Per replica.")
     memory: str | None = Field(None, pattern=MEMORY_QUANTITY, description="Per replica, e.g. 8Gi.")
     budget_usd: float | None = Field(None, gt=0)
+    max_seconds: int | None = Field(
+        None, ge=60, le=MAX_DEADLINE_SECONDS, description="Wall-time limit: the job's deadline."
+    )
     name: str | None = Field(None, max_length=MAX_JOB_NAME_LENGTH)
     namespace: str | None = Field(None, max_length=MAX_LABEL_LENGTH)
     fallback_dataset: DatasetName | None = Field(

@@ -78,6 +78,8 @@ MAX_GPUS_PER_NODE: Final = 64
 MAX_CPUS_PER_REPLICA: Final = 512
 MAX_TRIALS: Final = 10_000
 MAX_LOG_LINES: Final = 2000
+MAX_DEADLINE_SECONDS: Final = 366 * 24 * 3600
+"""A job's wall-time limit: a year at most."""
 SINGLE_NODE_GPUS: Final = 8
 """GPUs one node holds when a request gives a total and no node count."""
 

@@ -75,6 +75,8 @@ def job_spec(request: Request, ctx: AgentContext) -> TrainingJobSpec:
     for slot in ("batch_size", "lr", "name", "namespace", "gpu_type", "cpus", "memory"):
         if (value := getattr(request, slot)) is not None:
             fields[slot] = value
+    if request.max_seconds is not None:
+        fields["active_deadline_seconds"] = request.max_seconds
     world_size = ranks(nodes, per_node)
     if "batch_size" not in fields and not batch_splits(DEFAULT_BATCH_SIZE, world_size):
         fields["batch_size"] = fitted_batch_size(world_size)
@@ -140,6 +142,11 @@ async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
     if estimate.cost_usd > budget:
         reasons.append(
             f"the estimate {money(estimate.cost_usd)} is over the budget {money(budget)}"
+        )
+    if request.max_seconds is not None and estimate.duration_s > request.max_seconds:
+        reasons.append(
+            f"the estimate {estimate.duration_s:.0f}s is over the time limit "
+            f"{request.max_seconds}s (the job is stopped there)"
         )
     if spec.total_gpus > ctx.settings.agent.soft_max_gpus:
         reasons.append(

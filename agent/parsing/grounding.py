@@ -47,6 +47,9 @@ def ungrounded(request: Request, normalized: str) -> list[str]:
             # 0 is said in words ("on cpu"); a total may be nodes x GPUs per node.
             if value and not _holds_number(value, numbers) and not _product_of(value, numbers):
                 missing.append(slot)
+        elif slot == "max_seconds":  # said in seconds, minutes, hours or days
+            if not any(_holds_number(value / unit, numbers) for unit in (1, 60, 3600, 86400)):
+                missing.append(slot)
         elif slot == "gpu_type":
             if value not in _named(lexicon.GPU_TYPE_WORDS, normalized):
                 missing.append(slot)

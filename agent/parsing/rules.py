@@ -187,6 +187,14 @@ FALLBACK = re.compile(
     r"loaded|used|read))\s*[,;]?\s*(?:then\s+)?(?:use|try|train on|go with|switch to|"
     r"fall back to)\s+(?:the\s+)?(?P<then>[\w -]{2,30})"
 )
+TIME_LIMIT = re.compile(
+    r"\b(?:within|in under|under|at most|no (?:more|longer) than|max(?:imum)?|time[ -]?limit(?: of| is)?"
+    r"|deadline(?: of| is)?|timeout(?: of| is)?|cap(?:ped)? at|stop (?:it )?after|kill (?:it )?after|"
+    r"give up after|for at most)\s*[:=]?\s*"
+    + NUMBER
+    + r"\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)\b"
+)
+TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 EXPERIMENT = re.compile(r"\bexperiment\s+[\"'`]?([\w.-]+)")
 CPUS = re.compile(
     r"\b" + NUMBER + r"\s*(?:v?cpus?|cpu cores?|cores?|vcores?)\b"
@@ -474,6 +482,8 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
         slots.update(_resources(t))
         slots["gpu_type"] = first(GPU_TYPE_WORDS, t)
         slots["budget_usd"] = _budget(t)
+        if intent in ("train", "sweep") and (limit := TIME_LIMIT.search(t)):
+            slots["max_seconds"] = round(float(limit.group(1)) * TIME_UNITS[limit.group(2)[0]])
         slots["lr"] = _float(t, r"(?:learning[- ]rate|\blr)\s*(?:of|=|:|at|to|is)?\s*" + NUMBER)
         slots["batch_size"] = _int(
             t,

@@ -18,6 +18,7 @@ from common.vocabulary import (
     DEFAULT_LR,
     MAX_BATCH_SIZE,
     MAX_CPUS_PER_REPLICA,
+    MAX_DEADLINE_SECONDS,
     MAX_EPOCHS,
     MAX_JOB_NAME_LENGTH,
     MAX_LABEL_LENGTH,
@@ -49,7 +50,6 @@ JobId = Annotated[
 
 
 MIN_MEMORY_BYTES = 64 * 2**20
-MAX_DEADLINE_SECONDS = 366 * 24 * 3600
 MAX_ENV_VALUE = 4096
 LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"

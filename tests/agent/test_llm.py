@@ -69,6 +69,10 @@ def test_a_constraint_the_model_leaves_out_is_still_refused() -> None:
         ('{"intent": "train", "model": "cnn", "dataset": "mnist", "gpu_type": "H100"}', "gpu_type"),
         ('{"intent": "train", "model": "cnn", "dataset": "mnist", "budget_usd": 50}', "budget_usd"),
         ('{"intent": "logs", "job": "cnn-mnist-beef"}', "job"),
+        (
+            '{"intent": "train", "model": "cnn", "dataset": "mnist", "max_seconds": 3600}',
+            "max_seconds",
+        ),
     ],
 )
 def test_a_value_the_message_does_not_hold_is_rejected_for_the_rules(

@@ -120,3 +120,8 @@ def test_two_readings_are_asked_about_not_guessed() -> None:
         Request(intent="train", model="cnn", choices={"dataset": ["mnist", "cifar10"]})
     )
     assert question == "Which dataset: mnist or cifar10?"
+
+
+def test_a_time_limit_becomes_the_jobs_deadline(ctx) -> None:
+    assert job_spec(request(max_seconds=7200), ctx).active_deadline_seconds == 7200
+    assert job_spec(request(), ctx).active_deadline_seconds is None
