@@ -79,7 +79,7 @@ CANCEL = re.compile(
     r"(?<!early stop)"
 )
 LOGS = re.compile(
-    r"\b(?:logs?|stdout|stderr|tail|print(?:ed|s|ing)|console output|output of|output for|"
+    r"\b(?:logs?|stdout|stderr|tail|print(?:ed|s|ing)?|console output|output of|output for|"
     r"show (?:me )?(?:the )?output|\d+\s+(?:log\s+|output\s+)?lines|lines of (?:output|log))\b"
 )
 DIAGNOSE_STRONG = re.compile(
@@ -89,7 +89,7 @@ DIAGNOSE_STRONG = re.compile(
 DIAGNOSE = re.compile(
     r"\b(?:fail|failed|failing|fails|crash(?:ed|es|ing)?|broke|broken|oom|out of memory|nan|"
     r"diverg\w*|stuck|hung|hang(?:s|ing)?|died|dies|dying|dead|errors?|exception|killed|"
-    r"problems?|issues?)\b"
+    r"problems?|issues?|explod\w*|blew up|blowing up|spik\w*|pending forever|never starts?)\b"
 )
 COST = re.compile(
     r"\b(?:cost|costs|costing|spend|spent|spending|price|pricing|bill|billing|billed|how much|"
@@ -99,7 +99,8 @@ COMPARE = re.compile(
     r"\b(?:compare|comparison|versus|vs\.?|difference between|side by side|which (?:one |run |"
     r"job )?(?:is|was|did) better|stack(?:s|ed)? up|best (?:of|among)\b.{0,20}\b(?:runs|jobs)|"
     r"which (?:one |run |job )?(?:was|is|did|had|has)\b.{0,20}\b(?:better|worse|more|less|higher|"
-    r"lower|faster|cheaper)|rank(?:ed|ing)?\b.{0,30}\b(?:runs|jobs|models)|which (?:of "
+    r"lower|faster|cheaper)|(?:best|top) (?:run|job|model)s? (?:so far |yet )?(?:by|on|for)\b|"
+    r"rank(?:ed|ing)?\b.{0,30}\b(?:runs|jobs|models)|which (?:of "
     r"(?:my|the|our|these) )?(?:runs?|jobs?|models?|ones?)\b.{0,30}\b(?:best|better|highest|"
     r"lowest|top))\b"
 )
@@ -122,7 +123,7 @@ STATUS_STRONG = re.compile(
     r"did (?:it|that|the|my|this)\b.{0,25}\b(?:finish|complete|succeed|end|work)|"
     r"is (?:it|that|this|the|my)(?:\s+[\w-]+){0,3}\s+(?:done|finished|complete|over|alive|"
     r"running|still running)|(?:done|finished|over) yet|"
-    r"how many epochs (?:has|have|did|are)|accuracy so far|loss so far)\b"
+    r"how many epochs (?:has|have|did|are)|accuracy so far|loss so far|what epoch|which epoch)\b"
 )
 STATUS = re.compile(
     r"\b(?:going|doing|done|finished|complete|completed|state|update|alive|running)\b"
