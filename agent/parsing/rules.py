@@ -61,7 +61,8 @@ TRAIN_VERB = re.compile(
 )
 SWEEP = re.compile(
     r"\b(?:find (?:the )?best (?:learning rate|lr|batch size|dropout|weight decay|momentum|"
-    r"hyper-?param\w*)|sweeps?|hyper-?param(?:eter)?s?|hparams?|(?<!fine-)(?<!fine )tune|(?<!fine-)(?<!fine )"
+    r"hyper-?param\w*)|(?:what|which) (?:learning rate|lr|batch size|dropout|weight decay|"
+    r"momentum)\b.{0,30}\b(?:best|optimal|works)|sweeps?|hyper-?param(?:eter)?s?|hparams?|(?<!fine-)(?<!fine )tune|(?<!fine-)(?<!fine )"
     r"tuning|grid search|random search|search over|search space|bayesian optimi[sz]ation|asha|"
     r"hyperband|pbt|trials)\b"
 )
@@ -731,7 +732,7 @@ def _sweep(t: str) -> dict[str, Any]:
         t,
         r"\b"
         + NUMBER
-        + r"\s*(?:trials?\s+)?(?:at a time|at once|concurrently|in parallel|concurrent(?: trials)?)\b",
+        + r"\s*(?:trials?\s+)?(?:at a time|at once|concurrently|in parallel|parallel|concurrent(?: trials)?)\b",
         r"\bmax(?:imum)?\s*(?:concurrency|concurrent(?: trials)?|parallelism)\s*(?:of|=|:)?\s*"
         + NUMBER
         + r"\b",
@@ -748,35 +749,43 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
     params: dict[str, ParamRange | ParamChoice] = {}
     value = (  # a list member: not a count of something else ("10 trials")
         NUMBER
-        + r"(?![\d.]|\s*(?:trials?|epochs?|gpus?|nodes?|in parallel|at a time|concurrent|runs|"
+        + r"(?![\d.]|\s*(?:trials?|epochs?|gpus?|nodes?|in parallel|parallel|at a time|concurrent|runs|"
         + r"x\b|"
         + GPU_TYPE_PATTERN
         + r"))"
     )
     not_a_list = r"(?!\s*(?:,|and|or)\s*" + value + ")"
+    # Up to a few words between a parameter and its values, none of them another parameter
+    # ("the learning rate for the mlp on digits between ...", "lr works best ... try ...").
+    gap = r"\b(?:\s+(?!(?:" + PARAM_WORDS + r")\b)(?=[\w'?-]*[a-z])[\w'?-]+){0,8}?"
+    scale = r"(?:(?:log-?uniform|log-?scale|log|uniform|linear(?:ly)?)\s*)?"
     ranges = [
         r"\b("
         + PARAM_WORDS
-        + r")\s*(?:from|in the range(?: of)?|range|in|within|:)?\s*"
-        + r"(?:(?:log-?uniform|log-?scale|log|uniform|linear(?:ly)?)\s*(?:from\s+)?)?"
+        + r")"
+        + gap
+        + r"\s*(?:from|in the range(?: of)?|range|in|within|over|across|:|=)?\s*"
+        + scale
+        + r"(?:from\s+)?[\[(]?\s*"
         + NUMBER
-        + r"\s*(?:to|-|\.\.|…)\s*"
+        + r"\s*(?:to|up to|->|-|\.\.|…)\s*"
         + NUMBER
-        + r"\b"
+        + r"\b\s*[\])]?"
         + not_a_list,
-        # "the learning rate for the mlp on digits between 1e-4 and 0.1"
         r"\b("
         + PARAM_WORDS
-        + r")\b(?:\s+(?!(?:"
-        + PARAM_WORDS
-        + r")\b)[a-z-]+){0,6}?\s*between\s*"
+        + r")"
+        + gap
+        + r"\s*between\s*"
         + NUMBER
         + r"\s*and\s*"
         + NUMBER
         + r"\b",
         r"\b("
         + PARAM_WORDS
-        + r")\s*(?:in|within|:|=)?\s*[\[(]\s*"
+        + r")"
+        + gap
+        + r"\s*(?:in|within|over|across|from|:|=)?\s*[\[(]\s*"
         + NUMBER
         + r"\s*,\s*"
         + NUMBER
@@ -805,7 +814,7 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
         + r")\b)[a-z-]+){0,8}?\s*(?:of|in|among|over|across|through|:|=|"
         + r"from|values|either)?\s*[\[{(]?\s*("
         + value
-        + r"(?:\s*(?:,|/|and|or|,\s*and|,\s*or)\s*"
+        + r"(?:\s*(?:,|/|\||and|or|,\s*and|,\s*or)\s*"
         + value
         + r")+)",
         t,
