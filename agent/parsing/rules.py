@@ -97,7 +97,8 @@ COST = re.compile(
     r"expense|expenses|dollars|money|charge[sd]?|burn(?:ed|t)?|paid|pay)\b"
 )
 COMPARE = re.compile(
-    r"\b(?:compare|comparison|versus|vs\.?|difference between|side by side|which (?:one |run |"
+    r"\b(?:compare|comparison|versus|vs\.?|difference between|side by side|next to each other|diff|"
+    r"which (?:one |run |"
     r"job )?(?:is|was|did) better|stack(?:s|ed)? up|best (?:of|among)\b.{0,20}\b(?:runs|jobs)|"
     r"which (?:one |run |job )?(?:was|is|did|had|has)\b.{0,20}\b(?:better|worse|more|less|higher|"
     r"lower|faster|cheaper)|(?:best|top) (?:run|job|model)s? (?:so far |yet )?(?:by|on|for)\b|"
@@ -107,8 +108,9 @@ COMPARE = re.compile(
 )
 REGISTER = re.compile(r"\b(?:register|registry|promote|publish|alias|tag (?:it|the model) as)\b")
 LIST = re.compile(
-    r"\b(?:list|show|see|what|which|any|all|my|recent|running|active|pending|failed|finished)\b"
-    r".{0,25}\b(?:jobs|runs|trainings)\b|\bjobs? (?:list|running)\b|\bwhat(?:'s| is) running\b"
+    r"\b(?:list|show|see|what|which|any|all|my|recent|running|active|pending|failed|finished|"
+    r"history|overview|summary)\b.{0,25}\b(?:jobs|runs|trainings)\b"
+    r"|\bwhat (?:ran|was run|did (?:i|we) run|have (?:i|we) run|has run)\b|\bjobs? (?:list|running)\b|\bwhat(?:'s| is) running\b"
     r"|\b(?:what|which|all|list)\b[\w' ]{0,25}\b(?:running|pending|active|queued)\b"
     r"|^\W*(?:my\s+|all\s+|the\s+)?(?:jobs|runs|trainings)\b"
 )
@@ -414,6 +416,7 @@ def _namespace_problem(t: str) -> str | None:
 
 def _intent(t: str) -> Intent:
     """The intent with the most evidence in the message (ties: PRIORITY)."""
+    original = t
     t = JOB_ID.sub(" ", t)  # "cnn-mnist-3f2a" is a job, not a model and a dataset
     cues = _without_budget(t)  # "keep it under $5" is a train request's budget, not a question
     has_model = first(MODEL_WORDS, t) is not None
@@ -433,6 +436,8 @@ def _intent(t: str) -> Intent:
     if repeat and not score["sweep"]:
         score["train"] += 4
     score["train"] += 0.5 * has_model + 0.5 * has_dataset + 0.5 * epochs
+    if score["cost"] and score["compare"] and not has_subject and not JOB_ID.search(original):
+        score["compare"] = 0.0  # "spend this week vs last week": money over time, not runs
     if score["cost"] and has_subject and ESTIMATE.search(t):
         score["cost"] += 2  # "how much would it cost to train ...": an estimate
     if re.search(r"\b(?:lines?|tail\s+-n)\b", t):
