@@ -481,7 +481,9 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
         t = words
         slots["epochs"] = _int(
             t,
-            r"(?<![\w.])" + SIGNED_NUMBER + r"\s*(?:full\s+)?(?:epochs?|passes|eps?)\b(?!\s*[=:])",
+            r"(?<![\w.])"
+            + SIGNED_NUMBER
+            + r"\s*(?:full\s+)?(?:epochs?|passes|eps?)\b(?!\s*[=:]\s*\d)",
             r"\bx\s*" + SIGNED_NUMBER + r"\s*(?:epochs?|eps?)\b",
             r"\bepochs?\s*(?:=|:|of|to)?\s*" + SIGNED_NUMBER + r"(?![\w.])",
             r"\beps?\s*[=:]\s*" + SIGNED_NUMBER + r"(?![\w.])",
