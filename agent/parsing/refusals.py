@@ -56,7 +56,6 @@ INSTEAD: dict[RefusedPart, str] = {
     ),
 }
 
-_NAME_CHARS = r"[\w.-]"
 _IMAGE = [
     re.compile(r"\b(?:docker|container|base|custom|own|oci)\s+images?\b"),
     re.compile(r"\bimage\s*(?:[:=]|\bref(?:erence)?\b)\s*\S+"),
@@ -96,7 +95,10 @@ _ENV = [
     re.compile(r"\b(?:set|setting|define)\s+(?:the\s+)?environment\b"),
 ]
 _HOST_PATH = [
-    re.compile(r"(?:^|(?<=[\s(\[=:\"'`,]))(/(?:[\w.@+-]+/?)+|~/[\w./-]*|\.\./[\w./-]*)"),
+    # an absolute or home-relative path ("/etc/x", "~/data", "../x"; not the "/64" of a list)
+    re.compile(
+        r"(?:^|(?<=[\s(\[=:\"'`,]))(/(?![\d.]+\b)(?:[\w.@+-]+/?)+|~/[\w./-]*|\.\./[\w./-]*)"
+    ),
     re.compile(r"\bhost[ _-]?path\b|\bhostpath\b"),
     re.compile(
         r"\bmount(?:ing|ed|s)?\b.{0,40}\b(?:dir(?:ectory)?|folder|path|volume|disk|drive|share|nfs)\b"

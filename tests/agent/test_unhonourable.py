@@ -175,6 +175,7 @@ ORDINARY = [
     "tune lr for the cnn on mnist with asha and early stopping",
     "train a cnn on mnist, fall back to digits if mnist is missing",
     "how much would 8 H100s for resnet18 on cifar10 cost?",
+    "sweep bs 32 /64 /128 for the cnn on mnist",
 ]
 
 
