@@ -56,7 +56,7 @@ REFUSE = re.compile(
     r"|\b(?:show|print|give|reveal|leak|dump)\b.{0,20}\b(?:password|credentials?|api keys?|secrets?)\b"
 )
 TRAIN_VERB = re.compile(
-    r"\b(?:train|training|trains|retrain|fit|finetune|fine-tune|launch|kick off|start|run|spin up"
+    r"\b(?:train|training|trains|trained|retrain|fit|finetune|fine-tune|launch|kick off|start|run|spin up"
     r"|get (?:a|an|the)?\s*[\w-]+ going|set up a (?:run|job))\b"
 )
 SWEEP = re.compile(
@@ -93,8 +93,9 @@ DIAGNOSE = re.compile(
     r"problems?|issues?|explod\w*|blew up|blowing up|spik\w*|pending forever|never starts?)\b"
 )
 COST = re.compile(
-    r"\b(?:cost|costs|costing|spend|spent|spending|price|pricing|bill|billing|billed|how much|"
-    r"expense|expenses|dollars|money|charge[sd]?|burn(?:ed|t)?|paid|pay)\b"
+    r"\b(?:cost|costs|costing|spend|spent|spending|price|pricing|price out|bill|billing|billed|"
+    r"how much|expense|expenses|expensive|dollars|money|charge[sd]?|burn(?:ed|t)?|paid|pay|"
+    r"damage|set (?:me|us) back|gpu[- ]hours?|cpu[- ]hours?)\b"
 )
 COMPARE = re.compile(
     r"\b(?:compare|comparison|versus|vs\.?|difference between|side by side|next to each other|diff|"
@@ -124,9 +125,12 @@ STATUS_STRONG = re.compile(
     r"where(?:'s| is) (?:it|that|my job|the job|my run|the run|the training|my training)|"
     r"how(?:'s| is)\b.{0,30}\b(?:looking|going|doing|coming along|progressing)|"
     r"did (?:it|that|the|my|this)\b.{0,25}\b(?:finish|complete|succeed|end|work)|"
+    r"(?:has|have) (?:it|that|the|my|this)\b.{0,25}\b(?:finished|completed|succeeded|ended|"
+    r"trained|converged)|"
     r"is (?:it|that|this|the|my)(?:\s+[\w-]+){0,3}\s+(?:done|finished|complete|over|alive|"
     r"running|still running)|(?:done|finished|over) yet|"
-    r"how many epochs (?:has|have|did|are)|accuracy so far|loss so far|what epoch|which epoch)\b"
+    r"how many epochs (?:has|have|did|are)|accuracy so far|loss so far|what epoch|which epoch|"
+    r"any news|news on|(?:current|latest) (?:loss|accuracy|epoch|val[ _]loss|val[ _]accuracy))\b"
 )
 STATUS = re.compile(
     r"\b(?:going|doing|done|finished|complete|completed|state|update|alive|running)\b"
