@@ -7,6 +7,7 @@ all read them from here, so a new model or a changed default is one edit.
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal, get_args
 
 # -- what can be trained -------------------------------------------------------------------------
@@ -88,6 +89,13 @@ RFC1123_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MAX_LABEL_LENGTH: Final = 63
 MAX_JOB_NAME_LENGTH: Final = 52
 """A job's name leaves room in the 63-character label for the pod suffixes controllers add."""
+_LABEL: Final = re.compile(RFC1123_LABEL)
+
+
+def is_label(value: str, max_length: int = MAX_LABEL_LENGTH) -> bool:
+    """Whether `value` can be a job id, name or namespace: an RFC 1123 label this long at most."""
+    return len(value) <= max_length and _LABEL.match(value) is not None
+
 
 # -- the rank rule -------------------------------------------------------------------------------
 

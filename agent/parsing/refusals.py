@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from agent.request import RefusedPart
-from common.vocabulary import MAX_JOB_NAME_LENGTH, RFC1123_LABEL
+from common.vocabulary import MAX_JOB_NAME_LENGTH, is_label
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,6 @@ NAME_ASKED = re.compile(
     r"\b(?:called|named|name it|call it|with the name|name(?: it)?\s*[:=]|job name\s*[:=]?)\s*"
     r"(?:[\"'`“”‘’]([^\"'`“”‘’]{1,80})[\"'`“”‘’]|(\S+))"
 )
-_VALID_NAME = re.compile(RFC1123_LABEL)
 
 
 def find(original: str, normalized: str, *, training: bool, sweep: bool = False) -> list[Refusal]:
@@ -200,7 +199,7 @@ def name_problem(original: str) -> str | None:
     if match is None:
         return None
     name = (match.group(1) or match.group(2) or "").strip().rstrip(",.;:!?)")
-    if not name or len(name) > MAX_JOB_NAME_LENGTH or not _VALID_NAME.match(name):
+    if not is_label(name, MAX_JOB_NAME_LENGTH):
         return name or match.group(0)
     return None
 

@@ -36,7 +36,7 @@ from agent.parsing.numbers import (
 )
 from agent.request import CAPABILITIES, ParamChoice, ParamRange, RefusedPart, Request
 from common.telemetry import higher_is_better
-from common.vocabulary import JOB_INTENTS, MAX_LABEL_LENGTH, RFC1123_LABEL, Intent, Scheduler
+from common.vocabulary import JOB_INTENTS, Intent, Scheduler, is_label
 
 MAX_TEXT = 2000
 
@@ -159,7 +159,6 @@ NOT_JOB_NAMES = frozenset(
 )
 # What a person typed as a job id, as typed: checked to be one before anything acts on it.
 JOB_REFERENCE = re.compile(r"\b(?:job|run)\s+(?:id\s+)?[\"'`]?([^\s\"'`]+)")
-JOB_ID_CHARS = re.compile(RFC1123_LABEL)
 # A job named right after the verb: "cancel baseline-run", "logs of mnist-sweep-2".
 JOB_AFTER_VERB = re.compile(
     r"\b(?:cancel|abort|kill|terminate|stop|halt|logs? (?:of|for)|status of|cost of|diagnose|"
@@ -219,7 +218,6 @@ NAMESPACE = [
     r"\bin (?:the )?([a-z0-9][\w.-]*) (?:namespace|ns)\b",
     r"\bns\s*[=:]?\s*[\"'`]?([a-z0-9][\w.-]*)",
 ]
-NAMESPACE_LABEL = re.compile(RFC1123_LABEL)
 
 SCHEDULER_WORDS: list[tuple[Scheduler, str]] = [
     ("asha", r"\basha\b|\b(?:async(?:hronous)? )?successive halving\b|\bsha\b"),
@@ -401,7 +399,7 @@ def _bad_job_references(original: str) -> list[refusals.Refusal]:
         lowered = typed.lower()
         if lowered.isalpha() or not typed:  # "job crashed", "run is": words, not ids
             continue
-        if len(lowered) > MAX_LABEL_LENGTH or not JOB_ID_CHARS.match(lowered):
+        if not is_label(lowered):
             found.append(refusals.Refusal("name", typed))
     return found
 
@@ -413,16 +411,14 @@ def _namespace_problem(t: str) -> str | None:
     if name is None:
         return None
     name = name.rstrip(".,;:!?")
-    if len(name) > MAX_LABEL_LENGTH or not NAMESPACE_LABEL.match(name):
-        return name
-    return None
+    return None if is_label(name) else name
 
 
 def _intent(t: str) -> Intent:
     """The intent with the most evidence in the message (ties: PRIORITY)."""
     original = t
     t = JOB_ID.sub(" ", t)  # "cnn-mnist-3f2a" is a job, not a model and a dataset
-    cues = _without_budget(t)  # "keep it under $5" is a train request's budget, not a question
+    cues = _cue_words(t)  # "keep it under $5" is a train request's budget, not a question
     has_model = first(MODEL_WORDS, t) is not None
     has_dataset = first(DATASET_WORDS, t) is not None
     has_subject = has_model or has_dataset
@@ -450,7 +446,7 @@ def _intent(t: str) -> Intent:
     return best if score[best] >= 1 else "unknown"
 
 
-def _without_budget(t: str) -> str:
+def _cue_words(t: str) -> str:
     """The words left for cues once slots took theirs: a budget, an experiment's name."""
     for pattern in BUDGET:
         t = pattern.sub(" ", t)
@@ -467,20 +463,17 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
     fallback, words = _fallback(words) if intent in ("train", "sweep") else (None, words)
     if intent in ("train", "sweep", "cost", "compare", "list"):
         subject = EXPERIMENT.sub(" ", words)  # "experiment mnist-tuning" names no dataset
-        slots["model"] = first(MODEL_WORDS, subject)
-        slots["dataset"] = first(DATASET_WORDS, subject)
         if intent in ("train", "sweep"):  # "on mnist or cifar10": ask, don't pick one
             readings: dict[str, list[str]] = {
                 "model": list(lexicon.distinct(MODEL_WORDS, subject)),
                 "dataset": list(lexicon.distinct(DATASET_WORDS, subject)),
             }
-            choices = {slot: named for slot, named in readings.items() if len(named) > 1}
-            for slot in choices:
-                slots[slot] = None
             for slot, named in readings.items():
-                if len(named) == 1:  # the specific one of a generic word and it
-                    slots[slot] = named[0]
-            slots["choices"] = choices or None
+                slots[slot] = named[0] if len(named) == 1 else None
+            slots["choices"] = {slot: n for slot, n in readings.items() if len(n) > 1} or None
+        else:
+            slots["model"] = first(MODEL_WORDS, subject)
+            slots["dataset"] = first(DATASET_WORDS, subject)
     if intent in ("train", "sweep", "cost"):
         t = words
         slots["epochs"] = _int(

@@ -80,9 +80,10 @@ def test_run_gets_config_metrics_tags_and_model(mlflow_url, mlflow_client, tmp_p
     assert logits.shape == (5, 10)
 
 
-def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
-    mlflow_url, mlflow_client, tmp_path: Path
-) -> None:
+def train_with_mlflow_away(
+    tmp_path: Path, experiment: str
+) -> tuple[str, Path, list[str], TrainingRun]:
+    """A two-epoch job whose MLflow never answers: its id, checkpoint folder, flags and run."""
     job_id = f"mlp-digits-{uuid.uuid4().hex[:4]}"
     checkpoints = tmp_path / "ckpt"
     args = train_args(
@@ -90,10 +91,17 @@ def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
         "digits",
         epochs=2,
         smoke_test=True,
-        experiment="test-outage",
+        experiment=experiment,
         checkpoint_dir=str(checkpoints),
     )
-    down = run_training(args, env=job_env(f"http://127.0.0.1:{free_port()}", job_id))
+    run = run_training(args, env=job_env(f"http://127.0.0.1:{free_port()}", job_id))
+    return job_id, checkpoints, args, run
+
+
+def test_unreachable_mlflow_keeps_every_metric_and_sends_it_later(
+    mlflow_url, mlflow_client, tmp_path: Path
+) -> None:
+    job_id, checkpoints, args, down = train_with_mlflow_away(tmp_path, "test-outage")
     assert down.returncode == 0, down.stderr[-3000:]
     done = down.event("done")
     assert done["mlflow_run_id"] is None
@@ -120,17 +128,7 @@ def test_a_finished_jobs_outbox_is_delivered_by_the_drain_to_where_mlflow_is_now
 ) -> None:
     """MLflow away for the whole job, then back at another address: the drain that the local
     backend runs after the job leaves the run complete (epochs, model) and closed."""
-    job_id = f"mlp-digits-{uuid.uuid4().hex[:4]}"
-    checkpoints = tmp_path / "ckpt"
-    args = train_args(
-        "mlp",
-        "digits",
-        epochs=2,
-        smoke_test=True,
-        experiment="test-drain",
-        checkpoint_dir=str(checkpoints),
-    )
-    away = run_training(args, env=job_env(f"http://127.0.0.1:{free_port()}", job_id))
+    job_id, checkpoints, _, away = train_with_mlflow_away(tmp_path, "test-drain")
     assert away.returncode == 0, away.stderr[-3000:]
     assert (checkpoints / "mlflow_outbox.jsonl").is_file()
     assert (checkpoints / "mlflow_pending_model.pt").is_file()
