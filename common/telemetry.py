@@ -1,7 +1,8 @@
 """The telemetry schema, defined once: what a training job writes and what the servers read back.
 
 - MLflow: the run's tag keys and metric names.
-- Prometheus: the exporter's metric and label names (and the cluster's DCGM names we read).
+- Prometheus: the exporter's metric and label names (and the cluster's names we read: DCGM,
+  cAdvisor, kube-state-metrics).
 - The progress event: one JSON line per event on rank 0's stdout, which the local backend and
   the Kubernetes server read from the job's log.
 
@@ -83,7 +84,8 @@ def higher_is_better(metric: str) -> bool:
 
 
 class PromMetric:
-    """What a job's exporter serves (labelled `job_id` and `rank`), and DCGM's names on clusters."""
+    """What a job's exporter serves (labelled `job_id` and `rank`), and what a Kubernetes
+    cluster's exporters serve about its pods (DCGM, cAdvisor, kube-state-metrics)."""
 
     TRAIN_STEPS: Final = "trainops_train_steps"
     """A counter: Prometheus stores it as trainops_train_steps_total."""
@@ -100,6 +102,15 @@ class PromMetric:
     """Percent (0-100), labelled with the pod."""
     DCGM_FB_USED: Final = "DCGM_FI_DEV_FB_USED"
     """MiB of GPU memory in use, labelled with the pod."""
+    DCGM_GR_ENGINE_ACTIVE: Final = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+    """Ratio (0-1) of time the graphics/compute engine was busy, labelled with the pod: a truer
+    "busy" than DCGM_FI_DEV_GPU_UTIL on A100/H100, where the profiling fields exist."""
+    CONTAINER_CPU: Final = "container_cpu_usage_seconds_total"
+    """cAdvisor (the kubelet): CPU-seconds a container used, labelled namespace, pod, container."""
+    CONTAINER_MEMORY: Final = "container_memory_working_set_bytes"
+    """cAdvisor: a container's working set (what the OOM killer counts), in bytes."""
+    KUBE_POD_REQUESTS: Final = "kube_pod_container_resource_requests"
+    """kube-state-metrics: a container's requests, labelled resource (cpu in cores, memory ...)."""
 
 
 def counter_total(name: str) -> str:

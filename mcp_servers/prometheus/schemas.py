@@ -63,28 +63,41 @@ class TargetList(BaseModel):
 
 class GpuUsage(BaseModel):
     mean_utilization: float | None = Field(None, description="0..1, mean over samples and GPUs.")
-    p95_utilization: float | None = None
-    peak_memory_bytes: float | None = None
-    metric: str | None = Field(None, description="Which metric answered.")
+    p95_utilization: float | None = Field(None, description="0..1, the busiest GPU's p95.")
+    peak_memory_bytes: float | None = Field(None, description="The fullest GPU's peak.")
+    metric: str | None = Field(
+        None, description="Which metric answered: the job's exporter's, or DCGM's."
+    )
 
 
 class CpuUsage(BaseModel):
     mean_cores_used: float | None = Field(None, description="Mean CPU-seconds per second.")
-    mean_utilization: float | None = Field(
-        None, description="mean_cores_used / cpus_requested, when cpus_requested was given."
+    cores_requested: float | None = Field(
+        None,
+        description="cpus_requested, or else the pods' CPU requests from kube-state-metrics.",
     )
-    metric: str | None = None
+    mean_utilization: float | None = Field(
+        None, description="mean_cores_used / cores_requested, when a request is known."
+    )
+    metric: str | None = Field(
+        None, description="Which metric answered: the job's exporter's, or cAdvisor's."
+    )
 
 
 class JobUtilization(BaseModel):
     job_id: str
+    namespace: str = Field(description="Where the cluster's series of the job's pods were read.")
     start: datetime
     end: datetime
     gpu: GpuUsage
     cpu: CpuUsage
-    peak_rss_bytes: float | None = None
-    samples: int = Field(description="Samples of the job's metrics in the window.")
-    metrics_answered: list[str]
+    peak_rss_bytes: float | None = Field(
+        None,
+        description="Peak of the job's summed memory: its processes' RSS, or else its "
+        "containers' working set (cAdvisor).",
+    )
+    samples: int = Field(description="Samples of the job's own metrics in the window.")
+    metrics_answered: list[str] = Field(description="The series each figure above came from.")
     no_data: bool = Field(description="True when Prometheus holds nothing for this job here.")
     note: str | None = None
 

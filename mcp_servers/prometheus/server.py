@@ -10,8 +10,9 @@ import contextlib
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -21,7 +22,7 @@ from pydantic import Field
 from common.errors import ErrorKind, InvalidArgument, TrainopsError, Unavailable
 from common.settings import Settings
 from common.telemetry import PromLabel, PromMetric, counter_total
-from common.vocabulary import MAX_LABEL_LENGTH, RFC1123_LABEL
+from common.vocabulary import MAX_LABEL_LENGTH, RFC1123_LABEL, is_label
 from mcp_servers.framework import TrainopsMCP, Upstream, hints, serve, tool, upstream
 from mcp_servers.prometheus.schemas import (
     CpuUsage,
@@ -78,7 +79,7 @@ def build_server(settings: Settings) -> TrainopsMCP:
         lifespan=lifespan,
         log_level="WARNING",
     )
-    _register_tools(mcp)
+    _register_tools(mcp, settings)
     return mcp
 
 
@@ -200,7 +201,7 @@ def _finite(value: float | None) -> float | None:
 # -- tools ------------------------------------------------------------------------------------
 
 
-def _register_tools(mcp: TrainopsMCP) -> None:
+def _register_tools(mcp: TrainopsMCP, settings: Settings) -> None:
     @tool(mcp, hints("PromQL instant query", read_only=True, idempotent=True), errors=QUERY_ERRORS)
     async def prometheus_query(
         promql: Annotated[str, Field(min_length=1, max_length=4000)],
@@ -344,25 +345,117 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         start: Annotated[str | None, Field(description="Default: 6 hours before end.")] = None,
         end: Annotated[str | None, Field(description="Default: now.")] = None,
         cpus_requested: Annotated[
-            float | None, Field(gt=0, description="For CPU utilisation.")
+            float | None,
+            Field(
+                gt=0,
+                description="For CPU utilisation. Default: the pods' CPU requests, where "
+                "kube-state-metrics knows them.",
+            ),
+        ] = None,
+        namespace: Annotated[
+            str | None,
+            Field(
+                pattern=RFC1123_LABEL,
+                max_length=MAX_LABEL_LENGTH,
+                description="The job's namespace on a cluster. Default: the server's "
+                "(TRAINOPS_NAMESPACE).",
+            ),
         ] = None,
     ) -> JobUtilization:
         """How busy a job's GPUs and CPUs were: mean and p95 GPU utilisation, peak GPU memory,
-        mean CPU use (against cpus_requested), peak RSS, and which metrics answered.
+        mean CPU use (against cpus_requested or the pods' requests), peak memory, and which
+        metrics answered: the job's own exporter where it was scraped, else the cluster's
+        (DCGM, cAdvisor, kube-state-metrics) for the job's pods in `namespace`.
         no_data=true means Prometheus holds nothing for the job (not an error)."""
         finish = _parse_time(end, datetime.now(UTC))
         begin = _parse_time(start, finish - DEFAULT_WINDOW)
         if finish <= begin:
             raise InvalidArgument("end must be after start")
+        series = JobSeries(job_id, namespace or settings.namespace)
 
         def measure(client: Any) -> JobUtilization:
-            return _utilization(client, job_id, begin, finish, cpus_requested)
+            return _utilization(client, series, begin, finish, cpus_requested)
 
         return await upstream(ctx).run(measure)
 
 
+# -- a job's series ---------------------------------------------------------------------------
+
+OWN_RATE_RANGE = "1m"
+"""rate()'s range for the job's own exporter, which Prometheus scrapes every 15 s or faster."""
+CLUSTER_RATE_RANGE = "2m"
+"""irate()'s range for cAdvisor's counters: it must hold two samples, and kubelets are often
+scraped every 30 s to 1 min. irate, not rate: rate divides by its whole range, so it reads a
+pod low for a range's length after it starts, and short jobs are common."""
+POD_LABELS = (
+    ("pod", "namespace", "container"),
+    ("exported_pod", "exported_namespace", "exported_container"),
+)
+"""How a cluster exporter's series name the pod (and container) they measure: `pod`,
+`namespace`, `container`; or, when Prometheus scraped the exporter without honor_labels and
+gave the target labels of those names (a ServiceMonitor or the scrape annotations do), the
+same names with `exported_` before them, while `pod` is the exporter's own pod."""
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class JobSeries:
+    """Selectors of one job's series: its own exporter's (labelled job_id, wherever it ran) and
+    the cluster exporters' about its pods (labelled with the pod and its namespace).
+
+    The job id and namespace go into PromQL strings and regexes, so only RFC 1123 labels are
+    taken: [a-z0-9-] needs no escaping in either.
+    """
+
+    job_id: str
+    namespace: str
+
+    def __post_init__(self) -> None:
+        for what, value in (("job id", self.job_id), ("namespace", self.namespace)):
+            if not is_label(value):
+                raise InvalidArgument(
+                    f"{what} {value[:80]!r} is not an RFC 1123 label; use lower-case letters, "
+                    "digits and '-'"
+                )
+
+    def own(self, metric: str) -> list[str]:
+        return [f'{metric}{{{PromLabel.JOB_ID}="{self.job_id}"}}']
+
+    def pods(self, metric: str, *matchers: str, containers: bool = False) -> list[str]:
+        """`metric` of the job's pods, one selector per way of naming the pod (POD_LABELS);
+        `containers` keeps cAdvisor's containers only: not the pod's own cgroup
+        (container="", the sum of the others) nor the pause container ("POD").
+
+        Every controller names a job's pods `<job id>-<suffix>`: Job `<id>-x7k2p`, PyTorchJob
+        `<id>-master-0` and `<id>-worker-0`, TrainJob `<id>-node-0-0-x7k2p`, RayJob
+        `<id>-x7k2p-head-b9sqd`. Prometheus anchors the regex, so job `a` never counts the pods
+        of job `ab`. What a name can't tell apart: the pods of a job named `<id>-<more>` by hand
+        (generated ids, `<model>-<dataset>-<4 hex>`, are never another one plus '-'). A series
+        that carries job_id (a scrape config that copies the pods' trainops.io/job-id label)
+        settles it: one of another job is left out.
+        """
+        ours = f'{PromLabel.JOB_ID}=~"{self.job_id}|"'  # this job's, or unlabelled
+        selectors = []
+        for pod_label, namespace_label, container_label in POD_LABELS:
+            where = [
+                f'{namespace_label}="{self.namespace}"',
+                f'{pod_label}=~"{self.job_id}-.+"',
+                ours,
+                *matchers,
+            ]
+            if containers:
+                where += [f'{container_label}!=""', f'{container_label}!="POD"']
+            selectors.append(f"{metric}{{{', '.join(where)}}}")
+        return selectors
+
+
+def _any(expressions: Iterable[str]) -> str:
+    """One PromQL expression over every way the job's series may be named."""
+    return " or ".join(expressions)
+
+
 def _utilization(
-    client: Any, job_id: str, start: datetime, end: datetime, cpus_requested: float | None
+    client: Any, series: JobSeries, start: datetime, end: datetime, cpus_requested: float | None
 ) -> JobUtilization:
     window = f"{max(1, int((end - start).total_seconds()))}s"
     at = {"time": end.timestamp()}
@@ -372,63 +465,89 @@ def _utilization(
         return _finite(_number(result[0]["value"][1])) if result else None
 
     answered: list[str] = []
+    # In order of preference: the job's own exporter (NVML where it runs, psutil's process
+    # figures), then the cluster's. DCGM's engine-active ratio is the truer "busy" on
+    # A100/H100; GPU_UTIL (percent, any kernel running) is what older GPUs have.
     gpu = GpuUsage()
-    ours = f'{{{PromLabel.JOB_ID}="{job_id}"}}'
-    pods = f'{{pod=~"{job_id}-.*"}}'
-    # Locally the job's own exporter reports NVML readings; on clusters DCGM's exporter does.
-    sources = [
-        (PromMetric.GPU_UTILIZATION, f"{PromMetric.GPU_UTILIZATION}{ours}", 1.0),
-        (PromMetric.DCGM_GPU_UTIL, f"{PromMetric.DCGM_GPU_UTIL}{pods}", 100.0),
+    gpu_sources = [
+        (PromMetric.GPU_UTILIZATION, series.own(PromMetric.GPU_UTILIZATION), 1.0),
+        (PromMetric.DCGM_GR_ENGINE_ACTIVE, series.pods(PromMetric.DCGM_GR_ENGINE_ACTIVE), 1.0),
+        (PromMetric.DCGM_GPU_UTIL, series.pods(PromMetric.DCGM_GPU_UTIL), 0.01),
     ]
-    for name, selector, scale in sources:
-        mean = scalar(f"avg(avg_over_time({selector}[{window}]))")
+    for name, selectors, scale in gpu_sources:
+        means = _any(f"avg_over_time({s}[{window}])" for s in selectors)
+        mean = scalar(f"avg({means})")
         if mean is None:
             continue
         answered.append(name)
-        p95 = scalar(f"max(quantile_over_time(0.95, {selector}[{window}]))")
+        p95s = _any(f"quantile_over_time(0.95, {s}[{window}])" for s in selectors)
+        p95 = scalar(f"max({p95s})")
         gpu = GpuUsage(
-            mean_utilization=mean / scale,
-            p95_utilization=p95 / scale if p95 is not None else None,
+            mean_utilization=mean * scale,
+            p95_utilization=p95 * scale if p95 is not None else None,
             metric=name,
         )
         break
     memory_sources = [
-        (PromMetric.GPU_MEMORY, f"{PromMetric.GPU_MEMORY}{ours}"),
-        (PromMetric.DCGM_FB_USED, f"{PromMetric.DCGM_FB_USED}{pods} * 1048576"),  # MiB
+        (PromMetric.GPU_MEMORY, series.own(PromMetric.GPU_MEMORY), 1.0),
+        (PromMetric.DCGM_FB_USED, series.pods(PromMetric.DCGM_FB_USED), float(MIB)),
     ]
-    for name, selector in memory_sources:
-        peak = scalar(f"max(max_over_time(({selector})[{window}:]))")
-        if peak is not None:
-            gpu.peak_memory_bytes = peak
+    for name, selectors, scale in memory_sources:
+        peaks = _any(f"max_over_time({s}[{window}])" for s in selectors)
+        if (peak := scalar(f"max({peaks})")) is not None:
+            gpu.peak_memory_bytes = peak * scale
             answered.append(name)
             break
 
-    cores = scalar(f"avg_over_time(sum(rate({PromMetric.PROCESS_CPU}{ours}[1m]))[{window}:])")
     cpu = CpuUsage()
-    if cores is not None:
-        answered.append(PromMetric.PROCESS_CPU)
-        cpu = CpuUsage(
-            mean_cores_used=cores,
-            metric=PromMetric.PROCESS_CPU,
-            mean_utilization=cores / cpus_requested if cpus_requested else None,
-        )
-    rss = scalar(f"max_over_time(sum({PromMetric.PROCESS_RSS}{ours})[{window}:])")
-    if rss is not None:
-        answered.append(PromMetric.PROCESS_RSS)
+    own_cpu = series.own(PromMetric.PROCESS_CPU)
+    pods_cpu = series.pods(PromMetric.CONTAINER_CPU, containers=True)
+    cpu_sources = [
+        (PromMetric.PROCESS_CPU, _any(f"rate({s}[{OWN_RATE_RANGE}])" for s in own_cpu)),
+        (PromMetric.CONTAINER_CPU, _any(f"irate({s}[{CLUSTER_RATE_RANGE}])" for s in pods_cpu)),
+    ]
+    for name, rates in cpu_sources:
+        if (cores := scalar(f"avg_over_time(sum({rates})[{window}:])")) is not None:
+            answered.append(name)
+            cpu = CpuUsage(mean_cores_used=cores, metric=name)
+            break
+    requested = cpus_requested
+    if requested is None:
+        requests = series.pods(PromMetric.KUBE_POD_REQUESTS, 'resource="cpu"')
+        requested = scalar(f"max_over_time(sum({_any(requests)})[{window}:])")
+        if requested is not None:
+            answered.append(PromMetric.KUBE_POD_REQUESTS)
+    cpu.cores_requested = requested
+    if cpu.mean_cores_used is not None and requested:
+        cpu.mean_utilization = cpu.mean_cores_used / requested
+
+    rss: float | None = None
+    rss_sources = [
+        (PromMetric.PROCESS_RSS, series.own(PromMetric.PROCESS_RSS)),
+        (PromMetric.CONTAINER_MEMORY, series.pods(PromMetric.CONTAINER_MEMORY, containers=True)),
+    ]
+    for name, selectors in rss_sources:
+        if (rss := scalar(f"max_over_time(sum({_any(selectors)})[{window}:])")) is not None:
+            answered.append(name)
+            break
+
     # Every rank's exporter serves the step counter, so its sample count is the job's.
-    steps = counter_total(PromMetric.TRAIN_STEPS)
-    samples = scalar(f"sum(count_over_time({steps}{ours}[{window}]))") or 0.0
+    steps = series.own(counter_total(PromMetric.TRAIN_STEPS))[0]
+    samples = scalar(f"sum(count_over_time({steps}[{window}]))") or 0.0
     no_data = samples == 0 and not answered
     note = None
     if no_data:
         note = (
-            f"Prometheus holds no samples for job {job_id} between {start:%Y-%m-%d %H:%M} and "
-            f"{end:%H:%M} UTC: it was not scraped (no TRAINOPS_METRICS_PORT?) or ran elsewhere"
+            f"Prometheus holds no samples for job {series.job_id} between "
+            f"{start:%Y-%m-%d %H:%M} and {end:%H:%M} UTC: neither its exporter (no "
+            "TRAINOPS_METRICS_PORT?) nor the cluster's (DCGM, cAdvisor) for pods "
+            f"{series.job_id}-* in namespace {series.namespace} were scraped, or it ran elsewhere"
         )
     elif gpu.metric is None:
         note = "no GPU metrics for this job (CPU-only, or no NVML/DCGM exporter)"
     return JobUtilization(
-        job_id=job_id,
+        job_id=series.job_id,
+        namespace=series.namespace,
         start=start,
         end=end,
         gpu=gpu,
