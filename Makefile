@@ -9,13 +9,21 @@ STAMP := $(VENV)/.installed
 
 CHECKOV := $(VENV)/tools/checkov/bin/checkov
 
-.PHONY: help install prometheus checkov demo test nightly fuzz lint bench clean
+.PHONY: help install prometheus checkov demo test nightly fuzz lint bench clean \
+	deploy refresh port-forward stop-port-forward
 
 help:
 	@echo "make demo   the agent trains a CNN on MNIST (bundled digits offline) and reports"
 	@echo "make test   run the test suite (installs everything it needs)"
 	@echo "make nightly the deeper and larger variants; make fuzz  200 fuzzed calls per tool"
 	@echo "make lint   ruff, import layers, mypy";  echo "make bench  throughput benchmarks"
+	@echo "On a cluster (kubectl and its current context; OVERLAY=dev|gpu|prod, default dev):"
+	@echo "make deploy             apply k8s/overlays/\$$OVERLAY, wait for MLflow and Prometheus"
+	@echo "make refresh            delete and redeploy the overlay (for a new image); the namespace"
+	@echo "                        and the PersistentVolumeClaims stay, so the data survives"
+	@echo "make port-forward       MLflow on localhost:5000, Prometheus on :9090, the Ray dashboard"
+	@echo "                        on :8265 while a sweep runs; prints the settings for the agent"
+	@echo "make stop-port-forward  stop the forwards make port-forward started"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +82,14 @@ lint: $(STAMP)
 bench: $(STAMP) prometheus
 	$(PY) bench/train_throughput.py
 	$(PY) bench/agent_overhead.py
+
+# A cluster, the way a seed team drives one: k8s/cluster.sh does the work (its header lists the
+# settings: OVERLAY, TRAINOPS_NAMESPACE, ROLLOUT_TIMEOUT, MLFLOW_LOCAL_PORT, PROMETHEUS_LOCAL_PORT,
+# RAY_DASHBOARD_LOCAL_PORT, TRAINOPS_HOME); all but stop-port-forward need kubectl and a context.
+OVERLAY ?= dev
+
+deploy refresh port-forward stop-port-forward:
+	@OVERLAY="$(OVERLAY)" $(SHELL) k8s/cluster.sh $@
 
 clean:
 	rm -rf $(VENV) .trainops .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -1,5 +1,6 @@
-"""k8s/: every resource validates against the Kubernetes schema, overlays patch what exists, and
-the base provides what the rendered jobs expect (claims, service account, scrape labels)."""
+"""k8s/: every resource validates against the Kubernetes schema, every overlay builds with
+kustomize and validates, and the base provides what the rendered jobs expect (claims, service
+account, scrape labels)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import jsonpatch
 import kubernetes_validate
 import pytest
 import yaml
@@ -17,27 +17,23 @@ import yaml
 from common.settings import KubernetesPolicy
 from mcp_servers.kubernetes.manifests import RenderContext, render
 from mcp_servers.kubernetes.schemas import TrainingJobSpec
+from tests.k8s.manifests import (
+    BASE,
+    CLUSTER_SCOPED,
+    COMPONENTS,
+    KUBERNETES_VERSION,
+    KUSTOMIZE,
+    NO_KUSTOMIZE,
+    OVERLAYS,
+    base_resources,
+    build,
+    find,
+    kustomization,
+    validate,
+)
 from tests.support import REPO
 
-K8S = REPO / "k8s"
-BASE = K8S / "base"
-OVERLAYS = sorted(p for p in (K8S / "overlays").iterdir() if p.is_dir())
-KUBERNETES_VERSION = "1.33"
-
-
-def kustomization(directory: Path) -> dict:
-    return yaml.safe_load((directory / "kustomization.yaml").read_text())
-
-
-def base_resources() -> list[dict]:
-    documents = []
-    for name in kustomization(BASE)["resources"]:
-        documents += [d for d in yaml.safe_load_all((BASE / name).read_text()) if d]
-    return documents
-
-
-def find(documents: list[dict], kind: str, name: str) -> dict:
-    return next(d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name)
+needs_kustomize = pytest.mark.skipif(KUSTOMIZE is None, reason=NO_KUSTOMIZE)
 
 
 def rendered_job(**overrides) -> dict:
@@ -52,21 +48,61 @@ def test_the_base_lists_every_file_and_each_resource_validates() -> None:
     for document in base_resources():
         document = copy.deepcopy(document)
         document["metadata"].setdefault("namespace", "trainops")
-        if document["kind"] in ("ClusterRole", "ClusterRoleBinding", "Namespace"):
+        if document["kind"] in CLUSTER_SCOPED:
             document["metadata"].pop("namespace")
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
+@needs_kustomize
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
-def test_overlay_patches_apply_and_still_validate(overlay: Path) -> None:
-    spec = kustomization(overlay)
-    assert (overlay / spec["resources"][0]).resolve() == BASE
+def test_each_overlay_builds_and_every_object_validates(overlay: Path) -> None:
+    documents = build(overlay)
+    for document in documents:
+        validate(document)
+        if document["kind"] not in CLUSTER_SCOPED:
+            assert document["metadata"]["namespace"] == "trainops", document["metadata"]
+    keys = [(d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in documents]
+    assert len(keys) == len(set(keys))
+    assert {"Namespace", "Deployment", "Service", "NetworkPolicy"} <= {d["kind"] for d in documents}
+
+
+def test_each_component_lists_every_file_it_holds() -> None:
+    for component in sorted(p for p in COMPONENTS.iterdir() if p.is_dir()):
+        spec = kustomization(component)
+        assert spec["kind"] == "Component", component
+        used = set(spec.get("resources", [])) | {
+            patch["path"] for patch in spec.get("patches", []) if "path" in patch
+        }
+        on_disk = {p.name for p in component.glob("*.yaml")} - {"kustomization.yaml"}
+        assert used == on_disk, component
+
+
+def test_every_patch_names_an_object_that_exists() -> None:
+    """kustomize applies a patch whose target matches nothing as a silent no-op."""
     documents = base_resources()
-    for patch in spec["patches"]:
-        target = find(documents, patch["target"]["kind"], patch["target"]["name"])
-        patched = jsonpatch.apply_patch(target, yaml.safe_load(patch["patch"]))
-        patched["metadata"]["namespace"] = "trainops"
-        kubernetes_validate.validate(patched, KUBERNETES_VERSION, strict=True)
+    for directory in [*OVERLAYS, *(p for p in COMPONENTS.iterdir() if p.is_dir())]:
+        for patch in kustomization(directory).get("patches", []):
+            if "target" in patch:
+                target = patch["target"]
+            else:
+                body = yaml.safe_load(patch.get("patch") or (directory / patch["path"]).read_text())
+                target = {"kind": body["kind"], "name": body["metadata"]["name"]}
+            assert any(
+                d["kind"] == target["kind"]
+                and d["metadata"]["name"] == target.get("name", d["metadata"]["name"])
+                for d in documents
+            ), f"{directory.name}: {target}"
+
+
+@needs_kustomize
+def test_the_overlays_size_the_quota_for_their_cluster() -> None:
+    def quota(name: str) -> dict:
+        overlay = next(p for p in OVERLAYS if p.name == name)
+        return find(build(overlay), "ResourceQuota", "trainops-compute")["spec"]["hard"]
+
+    assert quota("dev")["requests.nvidia.com/gpu"] == "0"
+    assert quota("gpu")["requests.nvidia.com/gpu"] == "16"
+    assert quota("prod") == quota("gpu")
 
 
 def test_the_base_provides_what_rendered_jobs_mount_and_run_as() -> None:
