@@ -75,6 +75,22 @@ class KubernetesPolicy(BaseModel):
         return self.gpu_products.get(gpu_type) or DEFAULT_GPU_PRODUCTS[gpu_type]
 
 
+class ClusterSettings(BaseModel):
+    """How the cluster backend reaches the Kubernetes API, and what its jobs are told."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a no-op
+
+    kubeconfig: Path | None = Field(
+        None, description="None: $KUBECONFIG or ~/.kube/config, else the in-cluster config."
+    )
+    context: str | None = Field(None, description="None: the kubeconfig's current context.")
+    request_timeout_s: float = Field(30.0, gt=0, le=300, description="Per API request.")
+    job_mlflow_tracking_uri: str = Field(
+        "http://mlflow.trainops.svc.cluster.local:5000",
+        description="MLflow as the job's pods reach it: the in-cluster service of k8s/base.",
+    )
+
+
 class StackSettings(BaseModel):
     """The local MLflow server and Prometheus that `trainops up` starts."""
 
@@ -154,6 +170,7 @@ class Settings(BaseSettings):
     )
     agent: AgentSettings = AgentSettings()
     kubernetes: KubernetesPolicy = KubernetesPolicy()
+    cluster: ClusterSettings = ClusterSettings()
     stack: StackSettings = StackSettings()
 
     @classmethod

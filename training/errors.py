@@ -1,8 +1,11 @@
 """Errors that stop a job before it spends anything, with a message that says the fix."""
 
+CONFIG_ERROR_EXIT = 2
+"""The exit code of a job that no retry can fix: its flags, config or data are wrong."""
+
 
 class ConfigError(ValueError):
-    """Bad flags, config or environment: the job exits with code 2 and writes nothing."""
+    """Bad flags, config or environment: the job exits with CONFIG_ERROR_EXIT, writes nothing."""
 
 
 class DatasetUnavailable(ConfigError):

@@ -28,7 +28,7 @@ from training.distributed import (
     init_process_group,
     resolve_device,
 )
-from training.errors import ConfigError
+from training.errors import CONFIG_ERROR_EXIT, ConfigError
 from training.storage import open_storage
 from training.telemetry.settings import TelemetrySettings
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         if env is None or env.is_main:
             print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+        return CONFIG_ERROR_EXIT
 
 
 def prepare(cfg: TrainConfig, env: DistEnv) -> Job:

@@ -55,12 +55,12 @@ def resources_of(job: JobStatus, gpu_type: str | None = None) -> BilledResources
 
 
 async def gpu_type_of(ctx: AgentContext, job: JobStatus, warnings: list[str]) -> str | None:
-    """The GPU model the job ran on (its MLflow run's device tag), else the type it asked for,
-    for per-type GPU rates."""
+    """The GPU model the job ran on (its MLflow run's device tag, else its node's GPU product),
+    else the type it asked for, for per-type GPU rates."""
     if not job.gpus_per_node:
         return None
     run = await mlflow_run(ctx, job.mlflow_run_id, warnings) if job.mlflow_run_id else None
-    return (run.tags.get(MlflowTag.DEVICE) if run else None) or job.gpu_type
+    return (run.tags.get(MlflowTag.DEVICE) if run else None) or job.gpu_product or job.gpu_type
 
 
 async def mlflow_run(
@@ -87,6 +87,7 @@ async def utilization_of(
         usage = await ctx.tools.call(
             JOBS_UTILIZATION,
             job_id=job.job_id,
+            namespace=job.namespace,
             start=job.start_time.isoformat(),
             end=end.isoformat(),
             cpus_requested=resources.replicas * resources.cpus,

@@ -7,17 +7,23 @@ import re
 from typing import Any
 
 from agent.context import AgentContext
-from agent.nodes.common import resolve_job, utilization_of
+from agent.nodes.common import NoJob, resolve_job, utilization_of
 from agent.nodes.handlers import get_job, handler, job_call
 from agent.prompts import DIAGNOSE_SYSTEM
 from agent.request import Request
 from agent.state import AgentState
 from agent.tools import ToolCallError
 from common.errors import ErrorKind
-from common.telemetry import MlflowMetric
+from common.telemetry import MlflowMetric, MlflowTag
 from common.vocabulary import INSUFFICIENT_RESOURCES, UNSCHEDULABLE
-from mcp_servers.kubernetes.schemas import TRAINING_JOBS_EVENTS, TRAINING_JOBS_LOGS, JobStatus
-from mcp_servers.mlflow.schemas import RUNS_METRIC_HISTORY
+from mcp_servers.kubernetes.schemas import (
+    POST_MORTEM_ARTIFACT,
+    TRAINING_JOBS_EVENTS,
+    TRAINING_JOBS_LOGS,
+    JobStatus,
+    PostMortem,
+)
+from mcp_servers.mlflow.schemas import RUNS_ARTIFACT_READ, RUNS_METRIC_HISTORY, RUNS_SEARCH
 
 Finding = tuple[str, str, str]
 """(problem, advice, evidence)"""
@@ -107,8 +113,15 @@ async def diagnose_job(
             "last_job_id": job_id,
             "facts": {"job_id": job_id, "diagnosis": answer, "by": "llm"},
         }
-    job = await get_job(ctx, job_id)
-    findings = await _with_rules(ctx, job, warnings)
+    try:
+        job = await get_job(ctx, job_id)
+        post_mortem = await _post_mortem(ctx, job.mlflow_run_id, job_id) if _gone(job) else None
+    except NoJob:  # its objects went (ttlSecondsAfterFinished); its post-mortem stays
+        post_mortem = await _post_mortem(ctx, None, job_id)
+        if post_mortem is None:
+            raise
+        job = post_mortem.status
+    findings = await _with_rules(ctx, job, warnings, post_mortem)
     answer = f"{job_id} is {job.phase}: {job.message}"
     if findings:
         answer += "\n" + "\n".join(f"- {name}: {advice}" for name, advice, _ in findings)
@@ -134,8 +147,35 @@ async def diagnose_job(
     }
 
 
-async def _with_rules(ctx: AgentContext, job: JobStatus, warnings: list[str]) -> list[Finding]:
+def _gone(job: JobStatus) -> bool:
+    """An ended job whose pods are gone: what they said is in its post-mortem."""
+    return job.terminal and not job.replicas
+
+
+async def _post_mortem(ctx: AgentContext, run_id: str | None, job_id: str) -> PostMortem | None:
+    """The post-mortem the Kubernetes server left in the job's MLflow run, if any."""
+    try:
+        if run_id is None:
+            page = await ctx.tools.call(
+                RUNS_SEARCH, filter=f"tags.`{MlflowTag.JOB_ID}` = '{job_id}'", max_results=1
+            )
+            if not page.runs:
+                return None
+            run_id = page.runs[0].run_id
+        artifact = await ctx.tools.call(
+            RUNS_ARTIFACT_READ, run_id=run_id, path=POST_MORTEM_ARTIFACT, max_bytes=1_000_000
+        )
+        return PostMortem.model_validate_json(artifact.text)
+    except (ToolCallError, ValueError):
+        return None
+
+
+async def _with_rules(
+    ctx: AgentContext, job: JobStatus, warnings: list[str], post_mortem: PostMortem | None = None
+) -> list[Finding]:
     findings: list[Finding] = []
+    if post_mortem is not None:
+        job = job.model_copy(update={"replicas": post_mortem.status.replicas or job.replicas})
     condition = job.condition
     if condition is not None and condition.reason in REASONS:
         problem, advice = REASONS[condition.reason]
@@ -146,14 +186,20 @@ async def _with_rules(ctx: AgentContext, job: JobStatus, warnings: list[str]) ->
         elif replica.exit_code is not None and (signal := SIGNAL_EXITS.get(replica.exit_code)):
             findings.append((signal[0], signal[1], f"{replica.name} exit code {replica.exit_code}"))
     try:
-        events = await job_call(ctx, TRAINING_JOBS_EVENTS, job.job_id)
-        reasons = {e.reason for e in events.events if e.type == "Warning"}
+        if post_mortem is not None:
+            events = post_mortem.events
+        else:
+            events = (await job_call(ctx, TRAINING_JOBS_EVENTS, job.job_id)).events
+        reasons = {e.reason for e in events if e.type == "Warning"}
         if "OOMKilling" in reasons and not any(f[0] == "out of memory" for f in findings):
             findings.append(("out of memory", OUT_OF_MEMORY, "event OOMKilling"))
     except ToolCallError as e:
         warnings.append(f"events unknown ({e.kind}): {e.message}")
     text = ""
     for name in [r.name for r in job.replicas][:4]:
+        if post_mortem is not None:
+            text += "\n".join(post_mortem.logs.get(name, [])) + "\n"
+            continue
         try:
             tail = await job_call(
                 ctx, TRAINING_JOBS_LOGS, job.job_id, replica=name, tail_lines=LOG_LINES

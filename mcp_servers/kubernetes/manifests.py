@@ -6,6 +6,7 @@ field name and type is Kubernetes' own; the CRD wrappers around them follow the 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +17,19 @@ from kubernetes import client
 from common.gpus import GPU_PRODUCT_LABEL
 from common.settings import KubernetesPolicy
 from mcp_servers.kubernetes.schemas import Kind, TrainingJobSpec
+from training.errors import CONFIG_ERROR_EXIT
 
 MANAGED_BY = "trainops"
 JOB_ID_LABEL = "trainops.io/job-id"
 IDEMPOTENCY_ANNOTATION = "trainops.io/idempotency-key"
+IDEMPOTENCY_LABEL = "trainops.io/idempotency-hash"
+"""A label (selectable, unlike the annotation) with a digest of the key: keys are free text."""
+SPEC_ANNOTATION = "trainops.io/spec"
+"""What the job was asked for (model, data, resources), for status and pricing on any backend."""
+SPEC_SUMMARY_FIELDS: set[str] = {
+    *("model", "dataset", "epochs", "batch_size", "lr"),
+    *("nodes", "gpus_per_node", "gpu_type", "cpus", "memory"),
+}
 CHECKPOINT_MOUNT = "/checkpoints"
 DATA_MOUNT = "/data"
 TRAINER_UID = 10001  # the user of k8s/image/Dockerfile (above the host's user ids)
@@ -63,15 +73,25 @@ class Manifest:
         return self.body["metadata"]["labels"]
 
 
+def idempotency_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
 def new_job_id(spec: TrainingJobSpec) -> str:
     return spec.name or f"{spec.model}-{spec.dataset}-{secrets.token_hex(2)}"
 
 
 def render(spec: TrainingJobSpec, job_id: str, namespace: str, ctx: RenderContext) -> Manifest:
     kind = spec.resolved_kind()
-    metadata = {"name": job_id, "namespace": namespace, "labels": _labels(spec, job_id)}
+    metadata: dict[str, Any] = {
+        "name": job_id,
+        "namespace": namespace,
+        "labels": _labels(spec, job_id),
+        "annotations": {SPEC_ANNOTATION: spec.model_dump_json(include=SPEC_SUMMARY_FIELDS)},
+    }
     if spec.idempotency_key:
-        metadata["annotations"] = {IDEMPOTENCY_ANNOTATION: spec.idempotency_key}
+        metadata["annotations"][IDEMPOTENCY_ANNOTATION] = spec.idempotency_key
+        metadata["labels"][IDEMPOTENCY_LABEL] = idempotency_hash(spec.idempotency_key)
     if kind == "Job":
         body = _job(spec, job_id, metadata, ctx)
     elif kind == "PyTorchJob":
@@ -94,6 +114,10 @@ def _labels(spec: TrainingJobSpec, job_id: str) -> dict[str, str]:
     }
 
 
+LAUNCHER = ["python", "-m", "training.launch"]
+"""torchrun, exiting CONFIG_ERROR_EXIT when no retry can help (training/launch.py)."""
+
+
 def torchrun_command(spec: TrainingJobSpec, job_id: str, kind: Kind) -> tuple[list[str], list[str]]:
     """Command and args: torchrun sized to the spec, then the training entry point."""
     launcher = ["--nnodes", str(spec.nodes), "--nproc-per-node", str(spec.procs_per_node)]
@@ -102,7 +126,7 @@ def torchrun_command(spec: TrainingJobSpec, job_id: str, kind: Kind) -> tuple[li
     training = spec.training_args(
         data_dir=DATA_MOUNT, checkpoint_dir=f"{CHECKPOINT_MOUNT}/{job_id}"
     )
-    return ["torchrun"], [*launcher, "-m", "training.train", *training]
+    return list(LAUNCHER), [*launcher, "-m", "training.train", *training]
 
 
 def _env(spec: TrainingJobSpec, job_id: str, ctx: RenderContext) -> list[client.V1EnvVar]:
@@ -266,10 +290,19 @@ def _job(spec: TrainingJobSpec, job_id: str, metadata: dict, ctx: RenderContext)
             ttl_seconds_after_finished=ctx.policy.ttl_seconds_after_finished,
             completions=1,
             parallelism=1,
-            # Evictions and preemptions are not the job's fault: they don't use up retries.
+            # Evictions and preemptions are not the job's fault: they don't use up retries. Bad
+            # flags or data fail the same way every time: they fail the job at once.
             pod_failure_policy=client.V1PodFailurePolicy(
                 rules=[
-                    client.V1PodFailurePolicyRule(action="Ignore", on_pod_conditions=[disruption])
+                    client.V1PodFailurePolicyRule(action="Ignore", on_pod_conditions=[disruption]),
+                    client.V1PodFailurePolicyRule(
+                        action="FailJob",
+                        on_exit_codes=client.V1PodFailurePolicyOnExitCodesRequirement(
+                            container_name=CONTAINER_NAME["Job"],
+                            operator="In",
+                            values=[CONFIG_ERROR_EXIT],
+                        ),
+                    ),
                 ]
             ),
             template=_pod_template(spec, job_id, "Job", ctx, restart_policy="Never"),

@@ -396,6 +396,9 @@ class JobStatus(BaseModel):
     nodes: int | None = None
     gpus_per_node: int | None = None
     gpu_type: str | None = Field(None, description="The GPU type the spec asked for.")
+    gpu_product: str | None = Field(
+        None, description="The GPU product of the node its pods ran on (nvidia.com/gpu.product)."
+    )
     cpus: float | None = None
     memory: str | None = None
 
@@ -454,6 +457,25 @@ class LogTail(BaseModel):
     lines: list[str]
     truncated: bool = Field(description="True when older lines exist beyond this tail.")
     replicas: list[str] = Field(description="Every replica that has a log.")
+    previous: bool = Field(
+        False,
+        description="True when these are the lines of the replica's previous container: the "
+        "current one restarted and is waiting or has written nothing yet.",
+    )
+
+
+class PostMortem(BaseModel):
+    """What a job leaves in its MLflow run when it ends, so that "why did it fail?" can be
+    answered after its pods are gone (artifact POST_MORTEM_ARTIFACT)."""
+
+    job_id: str
+    status: JobStatus
+    events: list[JobEvent]
+    logs: dict[str, list[str]] = Field(description="Replica -> the tail of its log.")
+    collected_at: datetime
+
+
+POST_MORTEM_ARTIFACT = "trainops/post-mortem.json"
 
 
 class ResourceAmounts(BaseModel):

@@ -22,6 +22,7 @@ from mcp_servers.kubernetes.backend import Backend, JobExists
 from mcp_servers.kubernetes.job_env import operator_env_problem
 from mcp_servers.kubernetes.manifests import Manifest, RenderContext, new_job_id, render
 from mcp_servers.kubernetes.policy import admit
+from mcp_servers.kubernetes.postmortem import PostMortems, collect
 from mcp_servers.kubernetes.schemas import (
     Capacity,
     CreateResult,
@@ -52,6 +53,7 @@ class AppContext:
     settings: Settings
     backend: Backend
     render: RenderContext
+    post_mortems: PostMortems
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -59,9 +61,17 @@ def build_backend(settings: Settings) -> Backend:
         from mcp_servers.kubernetes.local.backend import LocalBackend
 
         return LocalBackend(settings)
-    raise SettingsError(
-        "backend 'cluster' is not available in this version; set TRAINOPS_BACKEND=local"
-    )
+    from mcp_servers.kubernetes.cluster.backend import ClusterBackend
+
+    return ClusterBackend(settings)
+
+
+def job_mlflow_uri(settings: Settings) -> str | None:
+    """MLflow as the job's processes reach it: this machine's locally, the in-cluster service
+    on a cluster (where the agent's own URI is usually a port-forward)."""
+    if settings.backend == "cluster":
+        return settings.cluster.job_mlflow_tracking_uri
+    return settings.mlflow_tracking_uri
 
 
 def build_server(settings: Settings) -> TrainopsMCP:
@@ -75,7 +85,8 @@ def build_server(settings: Settings) -> TrainopsMCP:
         yield AppContext(
             settings=settings,
             backend=backend,
-            render=RenderContext(settings.kubernetes, settings.mlflow_tracking_uri),
+            render=RenderContext(settings.kubernetes, job_mlflow_uri(settings)),
+            post_mortems=PostMortems(settings.mlflow_tracking_uri),
         )
 
     mcp = TrainopsMCP(
@@ -107,6 +118,14 @@ def _prepare(spec: TrainingJobSpec, app: AppContext) -> Manifest:
 async def _call(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking backend call off the event loop (its TrainopsErrors carry their kind)."""
     return await anyio.to_thread.run_sync(fn, *args)
+
+
+async def _seen(app: AppContext, status: JobStatus) -> JobStatus:
+    """A status on its way out: an ended job's post-mortem goes to MLflow the first time."""
+    if app.post_mortems.wanted(status):
+        post_mortem = await _call(collect, app.backend, status)
+        await _call(app.post_mortems.attach, post_mortem)
+    return status
 
 
 # -- tools ------------------------------------------------------------------------------------
@@ -162,7 +181,8 @@ def _register_tools(mcp: TrainopsMCP) -> None:
     )
     async def training_jobs_get(job_id: JobId, ctx: Context) -> JobStatus:
         """Phase, a one-line message, replicas, latest training progress and MLflow run id."""
-        return await _call(_app(ctx).backend.get, job_id)
+        app = _app(ctx)
+        return await _seen(app, await _call(app.backend.get, job_id))
 
     @tool(
         mcp,
@@ -175,7 +195,8 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         timeout_s: Annotated[float, Field(ge=0, le=3600, description="Longest wait.")] = 300,
     ) -> JobStatus:
         """Block until the job's phase changes (or timeout_s passes); returns the status."""
-        return await _app(ctx).backend.wait(job_id, timeout_s)
+        app = _app(ctx)
+        return await _seen(app, await app.backend.wait(job_id, timeout_s))
 
     @tool(mcp, hints("List jobs", read_only=True, idempotent=True), errors=UNAVAILABLE)
     async def training_jobs_list(
@@ -230,7 +251,16 @@ def _register_tools(mcp: TrainopsMCP) -> None:
     )
     async def training_jobs_delete(job_id: JobId, ctx: Context) -> JobStatus:
         """Cancel a job: every replica's processes are stopped and the phase becomes Cancelled."""
-        return await _app(ctx).backend.delete(job_id)
+        app = _app(ctx)
+        before = await _call(app.backend.get, job_id)
+        # The pods go with the job: what they said is collected first.
+        post_mortem = None if before.terminal else await _call(collect, app.backend, before)
+        status = await app.backend.delete(job_id)
+        if post_mortem is not None and app.post_mortems.wanted(status):
+            post_mortem.status = status
+            await _call(app.post_mortems.attach, post_mortem)
+            return status
+        return await _seen(app, status)
 
     @tool(mcp, hints("Cluster capacity", read_only=True, idempotent=True), errors=UNAVAILABLE)
     async def cluster_capacity(ctx: Context) -> Capacity:

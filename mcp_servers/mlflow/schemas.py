@@ -53,6 +53,14 @@ class RunDetail(RunSummary):
     artifact_uri: str | None = None
 
 
+class ArtifactText(BaseModel):
+    run_id: str
+    path: str
+    text: str
+    truncated: bool = Field(description="True when the file is longer than max_bytes.")
+    size_bytes: int
+
+
 class MetricPoint(BaseModel):
     step: int
     value: float | None = Field(description="None where the value is NaN or infinite.")
@@ -145,6 +153,7 @@ CATALOG = ToolCatalog("mlflow")
 EXPERIMENTS_LIST = CATALOG.ref("experiments_list", ExperimentList)
 RUNS_SEARCH = CATALOG.ref("runs_search", RunPage)
 RUNS_GET = CATALOG.ref("runs_get", RunDetail)
+RUNS_ARTIFACT_READ = CATALOG.ref("runs_artifact_read", ArtifactText)
 RUNS_METRIC_HISTORY = CATALOG.ref("runs_metric_history", MetricHistory)
 RUNS_COMPARE = CATALOG.ref("runs_compare", RunComparison)
 RUNS_BEST = CATALOG.ref("runs_best", RunSummary)

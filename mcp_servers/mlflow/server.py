@@ -10,10 +10,12 @@ import logging
 import math
 import os
 import re
+import tempfile
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from mcp.server.fastmcp import Context
@@ -25,6 +27,7 @@ from common.telemetry import MlflowParam, MlflowTag, higher_is_better, is_traino
 from mcp_servers.framework import TrainopsMCP, Upstream, hints, serve, tool, upstream
 from mcp_servers.mlflow.schemas import (
     COST_METRICS,
+    ArtifactText,
     CostBreakdown,
     CostGroup,
     CostLogResult,
@@ -46,6 +49,7 @@ RunId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="MLflow run 
 SEARCH_PAGE = 5000
 _DURATION = re.compile(r"^(\d{1,9})([hdw])$")
 MAX_SINCE_HOURS = 100 * 365 * 24
+MAX_ARTIFACT_BYTES = 1_000_000
 UNAVAILABLE = {ErrorKind.UNAVAILABLE: "MLflow is down, unreachable or not configured"}
 NOT_FOUND_RUN = {ErrorKind.NOT_FOUND: "no run has this id"}
 
@@ -275,6 +279,54 @@ def _register_tools(mcp: TrainopsMCP) -> None:
                     if not k.startswith("mlflow.") or k == "mlflow.runName"
                 },
                 artifact_uri=run.info.artifact_uri,
+            )
+
+        return await upstream(ctx).run(fetch)
+
+    @tool(
+        mcp,
+        hints("Read a run's text artifact", read_only=True, idempotent=True),
+        errors={
+            ErrorKind.NOT_FOUND: "no run has this id, or it has no artifact at this path",
+            ErrorKind.INVALID_ARGUMENT: "the path is not a relative path inside the run",
+            **UNAVAILABLE,
+        },
+    )
+    async def runs_artifact_read(
+        run_id: RunId,
+        path: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=500,
+                pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_./-]*$",
+                description="Relative to the run's artifact root, e.g. trainops/post-mortem.json",
+            ),
+        ],
+        ctx: Context,
+        max_bytes: Annotated[int, Field(ge=1, le=MAX_ARTIFACT_BYTES)] = 256_000,
+    ) -> ArtifactText:
+        """A text artifact of a run (a job's post-mortem, a config), bounded to max_bytes."""
+        if ".." in path.split("/"):
+            raise InvalidArgument("the path may not leave the run's artifacts (no '..')")
+
+        def fetch(client: Any) -> ArtifactText:
+            client.get_run(run_id)  # a missing run is not_found, not a download error
+            folder = path.rpartition("/")[0]
+            listed = {a.path: a for a in client.list_artifacts(run_id, folder or None)}
+            if path not in listed or listed[path].is_dir:
+                raise NotFound(f"run {run_id} has no artifact {path!r}")
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(client.download_artifacts(run_id, path, tmp))
+                size = local.stat().st_size
+                with open(local, "rb") as f:
+                    data = f.read(max_bytes)
+            return ArtifactText(
+                run_id=run_id,
+                path=path,
+                text=data.decode(errors="replace"),
+                truncated=size > max_bytes,
+                size_bytes=size,
             )
 
         return await upstream(ctx).run(fetch)

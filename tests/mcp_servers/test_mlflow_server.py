@@ -288,3 +288,34 @@ async def test_repricing_a_run_makes_the_new_cost_its_latest_value(
     history = mlflow_client.get_metric_history(run_id, "cost_usd")
     assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5)]
     assert mlflow_client.get_run(run_id).data.tags["trainops.cost.usd"] == "0.500000"
+
+
+async def test_a_text_artifact_reads_back_bounded_and_paths_stay_inside_the_run(
+    settings_for, mlflow_url: str, mlflow_client
+) -> None:
+    experiment = mlflow_client.create_experiment(f"artifacts-{free_port()}")
+    run_id = mlflow_client.create_run(experiment).info.run_id
+    mlflow_client.log_text(run_id, "line one\nline two\n" * 100, "trainops/notes.txt")
+    async with memory_session(
+        build_server, settings_for(mlflow_tracking_uri=mlflow_url)
+    ) as session:
+        whole = await call(session, "runs_artifact_read", run_id=run_id, path="trainops/notes.txt")
+        assert whole["text"].startswith("line one\nline two\n") and not whole["truncated"]
+        assert whole["size_bytes"] == len("line one\nline two\n" * 100)
+        cut = await call(
+            session, "runs_artifact_read", run_id=run_id, path="trainops/notes.txt", max_bytes=8
+        )
+        assert (cut["text"], cut["truncated"]) == ("line one", True)
+        for path, kind in [
+            ("trainops/missing.txt", ErrorKind.NOT_FOUND),
+            ("trainops", ErrorKind.NOT_FOUND),  # a folder is not a text artifact
+            ("../../etc/passwd", ErrorKind.INVALID_ARGUMENT),
+            ("trainops/../../x", ErrorKind.INVALID_ARGUMENT),
+            ("/etc/passwd", ErrorKind.INVALID_ARGUMENT),
+        ]:
+            got, error = await call_failure(session, "runs_artifact_read", run_id=run_id, path=path)
+            assert got == kind, (path, error)
+        got, _ = await call_failure(
+            session, "runs_artifact_read", run_id="0" * 32, path="trainops/notes.txt"
+        )
+        assert got == ErrorKind.NOT_FOUND

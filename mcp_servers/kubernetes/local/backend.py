@@ -39,7 +39,12 @@ from mcp_servers.kubernetes.local.store import (
     now,
 )
 from mcp_servers.kubernetes.manifests import Manifest
-from mcp_servers.kubernetes.progress import last_progress, read_tail
+from mcp_servers.kubernetes.progress import (
+    CONTAINS_WINDOW_LINES,
+    bounded,
+    last_progress,
+    read_tail,
+)
 from mcp_servers.kubernetes.schemas import (
     BackendName,
     Capacity,
@@ -57,7 +62,6 @@ from mcp_servers.kubernetes.schemas import (
 from mcp_servers.kubernetes.summary import job_message
 from mcp_servers.redaction import redact_text
 
-MAX_LOG_CHARS = 64_000
 CANCEL_TIMEOUT_S = 30.0
 SUPERVISOR_LOST = "SupervisorLost"
 # A supervisor that has not recorded itself this long after creation did not start.
@@ -278,17 +282,12 @@ class LocalBackend:
         replica = replica or (names[0] if names else "trainer-0")
         if replica not in names:
             raise NotFound(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
-        window = 20_000 if contains else tail_lines
+        window = CONTAINS_WINDOW_LINES if contains else tail_lines
         lines, truncated = read_tail(job.log_file(replica), max_lines=window)
         secrets = self._secret_values(job)
-        lines = [redact_text(line, secrets) for line in lines]
-        if contains:
-            matching = [line for line in lines if contains in line]
-            truncated = truncated or len(matching) > tail_lines
-            lines = matching[-tail_lines:]
-        while sum(len(line) + 1 for line in lines) > MAX_LOG_CHARS:
-            lines = lines[1:]
-            truncated = True
+        lines, truncated = bounded(
+            [redact_text(line, secrets) for line in lines], truncated, tail_lines, contains
+        )
         return LogTail(
             job_id=job_id, replica=replica, lines=lines, truncated=truncated, replicas=names
         )

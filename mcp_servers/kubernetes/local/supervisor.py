@@ -314,6 +314,22 @@ class Supervisor:
     def _on_failure(self, failed: dict[str, str | None]) -> None:
         self._stop_all()
         limit = self.workload.backoff_limit
+        final = [
+            name
+            for name in failed
+            if self._replica(name).exit_code in self.workload.fail_job_exit_codes
+        ]
+        if final:  # podFailurePolicy FailJob: no retry can fix it
+            name = final[0]
+            code = self._replica(name).exit_code
+            detail = failed[name]
+            self._finish(
+                "Failed",
+                "PodFailurePolicy",
+                f"{name} exited with code {code}, which fails the job without a retry"
+                + (f": {detail}" if detail else ""),
+            )
+            return
         if self.workload.restart_on_failure and self.state.restarts < limit:
             self.state.restarts += 1
             for replica in self.state.replicas:
@@ -326,7 +342,11 @@ class Supervisor:
             self.state.set_condition("Restarting", "ReplicaFailed", message)
             self._start_all()
             return
-        first, detail = next(iter(failed.items()))
+        # The replica that says why (rank 0 prints a job's error line) names the failure.
+        first, detail = next(
+            ((n, d) for n, d in failed.items() if d and d.startswith("error: ")),
+            next(iter(failed.items())),
+        )
         reason = "BackoffLimitExceeded" if self.workload.restart_on_failure else "ReplicaFailed"
         tries = f" after {self.state.restarts} restarts" if self.state.restarts else ""
         self._finish("Failed", reason, f"{first} failed{tries}" + (f": {detail}" if detail else ""))

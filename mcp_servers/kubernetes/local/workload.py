@@ -53,6 +53,8 @@ class Workload:
     active_deadline_seconds: int | None
     operator_env: bool = field(default=True)
     """Whether the controller injects MASTER_ADDR/RANK/PET_* (PyTorchJob, TrainJob)."""
+    fail_job_exit_codes: frozenset[int] = frozenset()
+    """A Job's podFailurePolicy FailJob rules: exit codes that fail it without a retry."""
 
     @property
     def cpus(self) -> float:
@@ -87,6 +89,7 @@ def workload_from_manifest(manifest: dict[str, Any]) -> Workload:
             backoff_limit=spec.get("backoffLimit", 6),
             active_deadline_seconds=spec.get("activeDeadlineSeconds"),
             operator_env=False,
+            fail_job_exit_codes=_fail_job_exit_codes(spec.get("podFailurePolicy") or {}),
         )
     if kind == "PyTorchJob":
         replicas: list[ReplicaPlan] = []
@@ -141,6 +144,16 @@ def workload_from_manifest(manifest: dict[str, Any]) -> Workload:
             active_deadline_seconds=None,
         )
     raise ValueError(f"the local backend cannot run kind {kind!r}")
+
+
+def _fail_job_exit_codes(policy: dict[str, Any]) -> frozenset[int]:
+    """The exit codes of the `In` FailJob rules (the only kind trainops renders)."""
+    codes: set[int] = set()
+    for rule in policy.get("rules") or []:
+        on_exit = rule.get("onExitCodes") or {}
+        if rule.get("action") == "FailJob" and on_exit.get("operator") == "In":
+            codes.update(int(code) for code in on_exit.get("values") or [])
+    return frozenset(codes)
 
 
 def _pod_plan(pod_spec: dict[str, Any]) -> PodPlan:

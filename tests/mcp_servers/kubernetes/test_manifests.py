@@ -105,7 +105,7 @@ def test_gpu_pods_request_what_they_limit_and_run_torchrun_sized_to_the_spec() -
     assert container["name"] == "pytorch"
     resources = container["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "4"
-    assert container["command"] == ["torchrun"]
+    assert container["command"] == ["python", "-m", "training.launch"]
     args = container["args"]
     assert args[:4] == ["--nnodes", "2", "--nproc-per-node", "4"]
     assert args[args.index("--checkpoint-dir") + 1] == "/checkpoints/cnn-mnist-0001"

@@ -18,7 +18,7 @@ from common.errors import ErrorKind
 from common.net import free_port
 from mcp_servers.kubernetes.job_env import BASE_ENV
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
-from mcp_servers.kubernetes.schemas import JobStatus
+from mcp_servers.kubernetes.schemas import POST_MORTEM_ARTIFACT, JobStatus, PostMortem
 from mcp_servers.kubernetes.server import build_server
 from tests.conftest import stack_settings
 from tests.mcp_servers.support import (
@@ -33,6 +33,7 @@ from tests.mcp_servers.support import (
     tool_snapshot,
 )
 from tests.support import promql, wait_for
+from training.errors import CONFIG_ERROR_EXIT
 
 pytestmark = pytest.mark.anyio
 MODULE = "mcp_servers.kubernetes"
@@ -115,6 +116,15 @@ async def test_two_replica_pytorchjob_runs_to_success_across_a_server_restart(
     run = mlflow_client.get_run(done["mlflow_run_id"])
     assert run.data.tags["trainops.job_id"] == job_id
     assert run.data.tags["trainops.world_size"] == "2"
+    # The first look at the ended job left its post-mortem in the run, once.
+    artifacts = mlflow_client.list_artifacts(run.info.run_id, "trainops")
+    assert [a.path for a in artifacts] == [POST_MORTEM_ARTIFACT]
+    local = mlflow_client.download_artifacts(run.info.run_id, POST_MORTEM_ARTIFACT, str(tmp_path))
+    post_mortem = PostMortem.model_validate_json(Path(local).read_text())
+    assert post_mortem.status.phase == "Succeeded"
+    assert sorted(post_mortem.logs) == ["master-0", "worker-0"]
+    assert any('"event": "done"' in line for line in post_mortem.logs["master-0"])
+    assert [e.reason for e in post_mortem.events][-1] == "Succeeded"
 
 
 async def test_prometheus_scrapes_a_running_job_then_cancel_stops_every_process(
@@ -239,12 +249,23 @@ async def test_failing_job_retries_up_to_the_backoff_limit_then_says_why(
     settings_for, tmp_path: Path
 ) -> None:
     async with memory_session(build_server, settings_for()) as session:
-        spec = smoke_spec(dataset="mnist", extra_args=["--no-download"], backoff_limit=1)
+        # A PyTorchJob retries any failure (the Training Operator has no podFailurePolicy)...
+        spec = smoke_spec(nodes=2, dataset="mnist", extra_args=["--no-download"], backoff_limit=1)
         job_id = (await call(session, "training_jobs_create", spec=spec))["job_id"]
+        # ...a Job's podFailurePolicy fails it at once on the exit code of bad flags or data.
+        single = smoke_spec(dataset="mnist", extra_args=["--no-download"], backoff_limit=3)
+        single_id = (await call(session, "training_jobs_create", spec=single))["job_id"]
+
         failed = await wait_until(session, job_id, {"Failed"})
         assert failed["restarts"] == 1
         assert "BackoffLimitExceeded" in failed["message"]
         assert "mnist is not available" in failed["message"]  # the job's own error line
+
+        at_once = await wait_until(session, single_id, {"Failed"})
+        assert at_once["restarts"] == 0
+        assert at_once["replicas"][0]["exit_code"] == CONFIG_ERROR_EXIT
+        assert "PodFailurePolicy" in at_once["message"]
+        assert "mnist is not available" in at_once["message"]
 
 
 async def test_deadline_fails_a_job_that_runs_too_long(settings_for, tmp_path: Path) -> None:

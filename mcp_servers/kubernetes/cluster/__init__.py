@@ -1,0 +1,1 @@
+"""The cluster backend: the Kubernetes API, through the official client."""

@@ -1,0 +1,646 @@
+"""The cluster backend: the rendered manifests applied to a real Kubernetes API.
+
+Stateless like the local backend: every answer is read from the cluster (the job objects, their
+pods, events and logs), so restarted or parallel servers agree. What outlives a job's objects is
+kept on the cluster too: a cancelled job leaves a small ConfigMap with its final status.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from common.errors import ErrorKind, NotFound, TrainopsError, Unavailable
+from common.settings import Settings
+from common.vocabulary import TERMINAL_PHASES, Phase
+from mcp_servers.kubernetes.backend import JobExists, JobNotFound, JobRefused
+from mcp_servers.kubernetes.cluster import status as reading
+from mcp_servers.kubernetes.cluster.connection import ApiCall, Connection, api_call, connect
+from mcp_servers.kubernetes.cluster.kinds import KINDS, LOOKUP_ORDER, KindInfo, replica_of
+from mcp_servers.kubernetes.cluster.nodes import capacities, could_ever_fit, gpu_product_of
+from mcp_servers.kubernetes.cluster.watching import PhaseWatch
+from mcp_servers.kubernetes.manifests import (
+    CONTAINER_NAME,
+    IDEMPOTENCY_LABEL,
+    JOB_ID_LABEL,
+    MANAGED_BY,
+    SPEC_ANNOTATION,
+    Manifest,
+    idempotency_hash,
+)
+from mcp_servers.kubernetes.progress import (
+    CONTAINS_WINDOW_LINES,
+    MAX_TAIL_BYTES,
+    PROGRESS_WINDOW_LINES,
+    bounded,
+    error_line_of,
+    progress_of,
+)
+from mcp_servers.kubernetes.schemas import (
+    BackendName,
+    Capacity,
+    CreateResult,
+    JobEvent,
+    JobEvents,
+    JobList,
+    JobStatus,
+    JobSummary,
+    Kind,
+    LogTail,
+    TrainingJobSpec,
+)
+from mcp_servers.kubernetes.summary import job_message
+from mcp_servers.redaction import redact_text
+
+FIELD_MANAGER = "trainops"
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+TOMBSTONE_PREFIX = "trainops-cancelled-"
+TOMBSTONE_COMPONENT = "cancelled-job"
+CANCEL_TIMEOUT_S = 60.0
+DISCOVERY_TTL_S = 60.0
+LIVE_POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+Objects = list[dict[str, Any]]
+Statuses = list[JobStatus]
+Events = list[JobEvent]
+Summaries = list[JobSummary]
+Lines = list[str]
+
+
+class ClusterBackend:
+    name: BackendName = "cluster"
+
+    def __init__(self, settings: Settings, connection: Connection | None = None) -> None:
+        self.settings = settings
+        self.api = connection or connect(settings)
+        self._served: dict[Kind, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def _serves(self, kind: Kind) -> bool:
+        """Whether the cluster serves the kind (its CRD is installed), cached for a minute."""
+        with self._lock:
+            cached = self._served.get(kind)
+        if cached is not None and time.monotonic() - cached[0] < DISCOVERY_TTL_S:
+            return cached[1]
+        info = KINDS[kind]
+        served = True
+        try:
+            with api_call(ApiCall("get", f"{info.group}/{info.version} (discovery)")):
+                resources = self.api.objects.get_api_resources(
+                    info.group, info.version, _request_timeout=self.api.timeout
+                )
+            served = any(r.name == info.plural for r in resources.resources or [])
+        except NotFound:
+            served = False
+        with self._lock:
+            self._served[kind] = (time.monotonic(), served)
+        return served
+
+    def _require(self, kind: Kind) -> KindInfo:
+        info = KINDS[kind]
+        if not self._serves(kind):
+            raise Unavailable(
+                f"this cluster does not serve {kind} ({info.api_version}); install {info.operator}"
+            )
+        return info
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def _get_object(self, info: KindInfo, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            with api_call(ApiCall("get", info.plural, namespace, info.group)):
+                return self.api.objects.get_namespaced_custom_object(
+                    info.group,
+                    info.version,
+                    namespace,
+                    info.plural,
+                    name,
+                    _request_timeout=self.api.timeout,
+                )
+        except NotFound:
+            return None
+
+    def _list_objects(self, info: KindInfo, namespace: str, selector: str) -> list[dict[str, Any]]:
+        with api_call(ApiCall("list", info.plural, namespace, info.group)):
+            listed = self.api.objects.list_namespaced_custom_object(
+                info.group,
+                info.version,
+                namespace,
+                info.plural,
+                label_selector=selector,
+                _request_timeout=self.api.timeout,
+            )
+        return list(listed.get("items") or [])
+
+    def _served_kinds(self) -> list[Kind]:
+        return [kind for kind in LOOKUP_ORDER if self._serves(kind)]
+
+    def _locate(self, job_id: str) -> tuple[KindInfo, str, dict[str, Any] | None]:
+        """The job's kind, namespace and object (None once deleted, if a tombstone says so)."""
+        namespaces = self.settings.kubernetes.allowed_namespaces
+        kinds = self._served_kinds()
+        for namespace in namespaces:
+            for kind in kinds:
+                obj = self._get_object(KINDS[kind], namespace, job_id)
+                if obj is not None:
+                    return KINDS[kind], namespace, obj
+        for namespace in namespaces:
+            tombstone = self._tombstone(namespace, job_id)
+            if tombstone is not None:
+                return KINDS[tombstone.kind], namespace, None
+        raise JobNotFound(f"no job {job_id!r}; training_jobs_list shows the jobs there are")
+
+    def _pods(self, info: KindInfo, namespace: str, name: str) -> list[dict[str, Any]]:
+        with api_call(ApiCall("list", "pods", namespace)):
+            response = self.api.core.list_namespaced_pod(
+                namespace,
+                label_selector=info.pod_selector(name),
+                _preload_content=False,
+                _request_timeout=self.api.timeout,
+            )
+        return Objects(json.loads(response.data).get("items") or [])
+
+    def _nodes(self) -> list[dict[str, Any]]:
+        with api_call(ApiCall("list", "nodes")):
+            response = self.api.core.list_node(
+                _preload_content=False, _request_timeout=self.api.timeout
+            )
+        return Objects(json.loads(response.data).get("items") or [])
+
+    # -- create ------------------------------------------------------------------------------
+
+    def create(self, manifest: Manifest, spec: TrainingJobSpec) -> CreateResult:
+        info = self._require(manifest.kind)
+        namespace = manifest.namespace
+        if spec.idempotency_key is not None:
+            existing = self._find_by_key(namespace, spec.idempotency_key)
+            if existing is not None:
+                status = self.get(existing)
+                return CreateResult(
+                    job_id=existing,
+                    kind=status.kind,
+                    namespace=status.namespace,
+                    backend="cluster",
+                    phase=status.phase,
+                    created=False,
+                )
+        if self._get_object(info, namespace, manifest.job_id) is not None or self._tombstone(
+            namespace, manifest.job_id
+        ):
+            raise JobExists(
+                f"a job named {manifest.job_id} already exists; choose another name or omit it"
+            )
+        active = self._active_jobs()
+        cap = self.settings.kubernetes.max_concurrent_jobs
+        if active >= cap:
+            raise JobRefused(
+                f"{active} jobs are already active and the cap is {cap}; wait for one to "
+                "finish or cancel one with training_jobs_delete"
+            )
+        with api_call(ApiCall("patch", info.plural, namespace, info.group)):
+            # Server-side apply: the API server owns the merge, and trainops owns its fields.
+            self.api.objects.patch_namespaced_custom_object(
+                info.group,
+                info.version,
+                namespace,
+                info.plural,
+                manifest.job_id,
+                manifest.body,
+                field_manager=FIELD_MANAGER,
+                field_validation="Strict",  # an unknown field is an error, never dropped
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=self.api.timeout,
+            )
+        return CreateResult(
+            job_id=manifest.job_id,
+            kind=manifest.kind,
+            namespace=namespace,
+            backend="cluster",
+            phase="Pending",
+            created=True,
+        )
+
+    def _find_by_key(self, namespace: str, key: str) -> str | None:
+        selector = f"{MANAGED_SELECTOR},{IDEMPOTENCY_LABEL}={idempotency_hash(key)}"
+        for kind in self._served_kinds():
+            for obj in self._list_objects(KINDS[kind], namespace, selector):
+                return str(obj["metadata"]["name"])
+        return None
+
+    def _active_jobs(self) -> int:
+        return sum(
+            1
+            for _, _, obj in self._managed_objects()
+            if obj is not None and self._phase_of(obj) not in TERMINAL_PHASES
+        )
+
+    def _managed_objects(self) -> Iterator[tuple[KindInfo, str, dict[str, Any] | None]]:
+        for namespace in self.settings.kubernetes.allowed_namespaces:
+            for kind in self._served_kinds():
+                for obj in self._list_objects(KINDS[kind], namespace, MANAGED_SELECTOR):
+                    yield KINDS[kind], namespace, obj
+
+    def _phase_of(self, obj: dict[str, Any]) -> Phase:
+        kind: Kind = obj["kind"]
+        if self._tombstone(obj["metadata"]["namespace"], obj["metadata"]["name"]):
+            return "Cancelled"
+        return reading.phase_without_pods(kind, obj)
+
+    # -- read --------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobStatus:
+        info, namespace, obj = self._locate(job_id)
+        tombstone = self._tombstone(namespace, job_id)
+        if tombstone is not None:
+            return tombstone
+        assert obj is not None
+        return self._status(info, namespace, obj)
+
+    def _status(self, info: KindInfo, namespace: str, obj: dict[str, Any]) -> JobStatus:
+        name = obj["metadata"]["name"]
+        pods = self._pods(info, namespace, name)
+        nodes: list[dict[str, Any]] | None = None
+
+        def load_nodes() -> list[dict[str, Any]]:
+            nonlocal nodes
+            if nodes is None:
+                nodes = self._nodes()
+            return nodes
+
+        pending = [p for p in pods if _unschedulable(p)]
+        never_fits = bool(pending) and not any(could_ever_fit(p, load_nodes()) for p in pending)
+        read = reading.read(info.kind, obj, pods, never_fits=never_fits)
+        master = read.replicas[0].name if read.replicas else None
+        lines = self._log_lines(info, namespace, pods, master, PROGRESS_WINDOW_LINES)
+        progress, run_id = progress_of(lines)
+        if read.phase == "Failed" and read.failed_replica is not None:
+            failed_lines = self._log_lines(info, namespace, pods, read.failed_replica, 400)
+            if line := error_line_of(failed_lines):
+                read.detail = f"{read.detail}; {redact_text(line)}" if read.detail else line
+        spec = _spec_summary(obj)
+        gpu_product = None
+        if spec.get("gpus_per_node") and read.node_names:
+            gpu_product = gpu_product_of(read.node_names, load_nodes())
+        return JobStatus(
+            job_id=name,
+            kind=info.kind,
+            namespace=namespace,
+            backend="cluster",
+            phase=read.phase,
+            message=job_message(
+                read.phase,
+                read.reason,
+                redact_text(read.detail),
+                progress,
+                read.restarts,
+                read.start_time,
+                read.completion_time,
+            ),
+            conditions=read.conditions,
+            replicas=read.replicas,
+            restarts=read.restarts,
+            created_at=read.created_at,
+            start_time=read.start_time,
+            completion_time=read.completion_time,
+            progress=progress,
+            mlflow_run_id=run_id,
+            gpu_product=gpu_product,
+            **{k: spec.get(k) for k in _SPEC_STATUS_FIELDS},
+        )
+
+    async def wait(self, job_id: str, timeout_s: float) -> JobStatus:
+        return await anyio.to_thread.run_sync(self._wait, job_id, timeout_s, abandon_on_cancel=True)
+
+    def _wait(self, job_id: str, timeout_s: float) -> JobStatus:
+        deadline = time.monotonic() + timeout_s
+        first = self.get(job_id)
+        if first.terminal:
+            return first
+        info, namespace, obj = self._locate(job_id)
+        if obj is None:
+            return self.get(job_id)
+        watch = PhaseWatch(self.api, info, namespace, job_id, deadline)
+        try:
+            for _ in watch.changes():
+                status = self.get(job_id)
+                if status.phase != first.phase or status.unschedulable:
+                    return status
+        finally:
+            watch.stop()
+        return self.get(job_id)
+
+    def list(self, phase: Phase | None, limit: int) -> JobList:
+        summaries: Summaries = []
+        seen: set[str] = set()
+        for info, namespace, obj in self._managed_objects():
+            assert obj is not None
+            name = obj["metadata"]["name"]
+            seen.add(name)
+            summaries.append(self._summary(info, namespace, obj))
+        for namespace in self.settings.kubernetes.allowed_namespaces:
+            for status in self._tombstones(namespace):
+                if status.job_id not in seen:
+                    summaries.append(_summary_of(status))
+        matching = [s for s in summaries if phase is None or s.phase == phase]
+        matching.sort(key=lambda s: s.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+        return JobList(jobs=matching[:limit], total=len(matching))
+
+    def _summary(self, info: KindInfo, namespace: str, obj: dict[str, Any]) -> JobSummary:
+        phase = self._phase_of(obj)
+        spec = _spec_summary(obj)
+        read = reading.read(info.kind, obj, [])
+        return JobSummary(
+            job_id=obj["metadata"]["name"],
+            kind=info.kind,
+            namespace=namespace,
+            phase=phase,
+            model=spec.get("model"),
+            dataset=spec.get("dataset"),
+            created_at=read.created_at,
+            message=job_message(
+                phase, read.reason, read.detail, None, 0, read.start_time, read.completion_time
+            ),
+        )
+
+    def events(self, job_id: str, limit: int) -> JobEvents:
+        info, namespace, obj = self._locate(job_id)
+        pods = self._pods(info, namespace, job_id) if obj is not None else []
+        names = {job_id: None} | {p["metadata"]["name"]: _replica_label(info.kind, p) for p in pods}
+        events: Events = []
+        for involved, replica in names.items():
+            with api_call(ApiCall("list", "events", namespace)):
+                response = self.api.core.list_namespaced_event(
+                    namespace,
+                    field_selector=f"involvedObject.name={involved}",
+                    _preload_content=False,
+                    _request_timeout=self.api.timeout,
+                )
+            for item in json.loads(response.data).get("items") or []:
+                if (event := _event(item, replica)) is not None:
+                    events.append(event)
+        events.sort(key=lambda e: e.time)
+        return JobEvents(job_id=job_id, events=events[-limit:])
+
+    def logs(
+        self, job_id: str, replica: str | None, tail_lines: int, contains: str | None
+    ) -> LogTail:
+        info, namespace, obj = self._locate(job_id)
+        pods = self._pods(info, namespace, job_id) if obj is not None else []
+        read = reading.read(info.kind, obj or {}, pods)
+        names = [r.name for r in read.replicas]
+        if not names:
+            raise NotFound(
+                f"job {job_id} has no pods (not created yet, or removed after it ended); "
+                "training_jobs_events says why"
+            )
+        replica = replica or names[0]
+        if replica not in names:
+            raise NotFound(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
+        window = CONTAINS_WINDOW_LINES if contains else tail_lines
+        lines: Lines = self._log_lines(info, namespace, pods, replica, window + 1)
+        previous = False
+        restarted = next(r for r in read.replicas if r.name == replica).restarts > 0
+        if not lines and restarted:
+            lines = self._log_lines(info, namespace, pods, replica, window + 1, previous=True)
+            previous = bool(lines)
+        truncated = len(lines) > window
+        lines, truncated = bounded(
+            [redact_text(line) for line in lines[-window:]], truncated, tail_lines, contains
+        )
+        return LogTail(
+            job_id=job_id,
+            replica=replica,
+            lines=lines,
+            truncated=truncated,
+            replicas=names,
+            previous=previous,
+        )
+
+    def _log_lines(
+        self,
+        info: KindInfo,
+        namespace: str,
+        pods: Objects,
+        replica: str | None,
+        tail_lines: int,
+        previous: bool = False,
+    ) -> Lines:
+        """A replica's last lines; none while its container has not started."""
+        if replica is None:
+            return []
+        matching = [p for p in pods if _replica_label(info.kind, p) == replica]
+        if not matching:
+            return []
+        pod = max(matching, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        try:
+            with api_call(ApiCall("get", "pods/log", namespace)):
+                response = self.api.core.read_namespaced_pod_log(
+                    pod["metadata"]["name"],
+                    namespace,
+                    container=CONTAINER_NAME[info.kind],
+                    tail_lines=tail_lines,
+                    limit_bytes=MAX_TAIL_BYTES,
+                    previous=previous,
+                    _preload_content=False,
+                    _request_timeout=self.api.timeout,
+                )
+        except TrainopsError as e:
+            if e.kind in (ErrorKind.INVALID_ARGUMENT, ErrorKind.NOT_FOUND):
+                return []  # waiting to start, or no previous container: nothing to read yet
+            raise
+        return response.data.decode(errors="replace").splitlines()
+
+    def capacity(self) -> Capacity:
+        nodes = self._nodes()
+        with api_call(ApiCall("list", "pods")):
+            response = self.api.core.list_pod_for_all_namespaces(
+                field_selector=LIVE_POD_SELECTOR,
+                _preload_content=False,
+                _request_timeout=self.api.timeout,
+            )
+        pods = list(json.loads(response.data).get("items") or [])
+        return Capacity(backend="cluster", nodes=capacities(nodes, pods))
+
+    # -- cancel ------------------------------------------------------------------------------
+
+    async def delete(self, job_id: str) -> JobStatus:
+        info, namespace, obj = await anyio.to_thread.run_sync(self._locate, job_id)
+        if obj is None:  # cancelled before
+            return await anyio.to_thread.run_sync(self.get, job_id)
+        labels = obj["metadata"].get("labels") or {}
+        if labels.get("app.kubernetes.io/managed-by") != MANAGED_BY:
+            raise JobRefused(f"job {job_id} is not managed by trainops; it is left alone")
+        status = await anyio.to_thread.run_sync(self._status, info, namespace, obj)
+        if status.terminal:
+            return status
+        await anyio.to_thread.run_sync(self._write_tombstone, status)
+        await anyio.to_thread.run_sync(self._delete_object, info, namespace, job_id)
+        with anyio.move_on_after(CANCEL_TIMEOUT_S):
+            while await anyio.to_thread.run_sync(self._pods, info, namespace, job_id):
+                await anyio.sleep(0.5)
+        return await anyio.to_thread.run_sync(self.get, job_id)
+
+    def _delete_object(self, info: KindInfo, namespace: str, name: str) -> None:
+        try:
+            with api_call(ApiCall("delete", info.plural, namespace, info.group)):
+                # Foreground: the object goes once its pods are gone, so none is left behind.
+                self.api.objects.delete_namespaced_custom_object(
+                    info.group,
+                    info.version,
+                    namespace,
+                    info.plural,
+                    name,
+                    propagation_policy="Foreground",
+                    _request_timeout=self.api.timeout,
+                )
+        except NotFound:
+            pass  # gone already
+
+    # -- tombstones: what a cancelled job leaves behind ---------------------------------------
+
+    def _write_tombstone(self, status: JobStatus) -> None:
+        ended = status.model_copy(
+            update={
+                "phase": "Cancelled",
+                "message": job_message("Cancelled", "Cancelled", "", None, 0, None, None),
+                "completion_time": datetime.now(UTC),
+                "replicas": [],
+            }
+        )
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": TOMBSTONE_PREFIX + status.job_id,
+                "namespace": status.namespace,
+                "labels": {
+                    "app.kubernetes.io/managed-by": MANAGED_BY,
+                    "app.kubernetes.io/part-of": "trainops",
+                    "app.kubernetes.io/component": TOMBSTONE_COMPONENT,
+                    JOB_ID_LABEL: status.job_id,
+                },
+            },
+            "data": {"status.json": ended.model_dump_json()},
+        }
+        try:
+            with api_call(ApiCall("create", "configmaps", status.namespace)):
+                self.api.core.create_namespaced_config_map(
+                    status.namespace,
+                    body,
+                    field_manager=FIELD_MANAGER,
+                    field_validation="Strict",
+                    _request_timeout=self.api.timeout,
+                )
+        except TrainopsError as e:
+            if e.kind != ErrorKind.CONFLICT:  # a cancel retried: the first one's record stands
+                raise
+
+    def _tombstone(self, namespace: str, job_id: str) -> JobStatus | None:
+        try:
+            with api_call(ApiCall("get", "configmaps", namespace)):
+                response = self.api.core.read_namespaced_config_map(
+                    TOMBSTONE_PREFIX + job_id,
+                    namespace,
+                    _preload_content=False,
+                    _request_timeout=self.api.timeout,
+                )
+        except NotFound:
+            return None
+        return _tombstone_status(json.loads(response.data))
+
+    def _tombstones(self, namespace: str) -> Statuses:
+        selector = f"{MANAGED_SELECTOR},app.kubernetes.io/component={TOMBSTONE_COMPONENT}"
+        with api_call(ApiCall("list", "configmaps", namespace)):
+            response = self.api.core.list_namespaced_config_map(
+                namespace,
+                label_selector=selector,
+                _preload_content=False,
+                _request_timeout=self.api.timeout,
+            )
+        found = (_tombstone_status(i) for i in json.loads(response.data).get("items") or [])
+        return [s for s in found if s is not None]
+
+
+_SPEC_STATUS_FIELDS = (
+    "model",
+    "dataset",
+    "epochs",
+    "nodes",
+    "gpus_per_node",
+    "gpu_type",
+    "cpus",
+    "memory",
+)
+
+
+def _spec_summary(obj: dict[str, Any]) -> dict[str, Any]:
+    raw = (obj.get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
+    try:
+        data = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _tombstone_status(config_map: dict[str, Any]) -> JobStatus | None:
+    raw = (config_map.get("data") or {}).get("status.json")
+    try:
+        return JobStatus.model_validate_json(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _summary_of(status: JobStatus) -> JobSummary:
+    return JobSummary(
+        job_id=status.job_id,
+        kind=status.kind,
+        namespace=status.namespace,
+        phase=status.phase,
+        model=status.model,
+        dataset=status.dataset,
+        created_at=status.created_at,
+        message=status.message,
+    )
+
+
+def _replica_label(kind: Kind, pod: dict[str, Any]) -> str:
+    type_, index = replica_of(kind, pod)
+    return f"{type_.lower()}-{index}"
+
+
+def _unschedulable(pod: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "PodScheduled"
+        and c.get("status") == "False"
+        and c.get("reason") == "Unschedulable"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+
+
+def _event(item: dict[str, Any], replica: str | None) -> JobEvent | None:
+    when = (
+        item.get("lastTimestamp")
+        or item.get("eventTime")
+        or item.get("firstTimestamp")
+        or item.get("metadata", {}).get("creationTimestamp")
+    )
+    at = reading.parse_time(when)
+    if at is None:
+        return None
+    kind = item.get("type")
+    return JobEvent(
+        time=at,
+        type=kind if kind in ("Normal", "Warning") else "Normal",
+        reason=str(item.get("reason") or ""),
+        message=redact_text(" ".join(str(item.get("message") or "").split())),
+        replica=replica,
+    )
