@@ -13,6 +13,9 @@ from common.settings import Settings, StackSettings
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
 from mcp_servers.kubernetes.local.store import JobStore
 
+# The test Kubernetes API server, for every package's tests (tests/kube_api).
+pytest_plugins = ["tests.kube_api.fixture"]
+
 # Fuzzing depth: a few seeded examples per tool in `make test`, 200 in the nightly suite
 # (`pytest --hypothesis-profile nightly`, which `make fuzz` runs).
 settings.register_profile("default", max_examples=15, derandomize=True)

@@ -92,6 +92,7 @@ async def monitor(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         status = await ctx.tools.call(
             TRAINING_JOBS_WAIT,
             job_id=job_id,
+            phase=status.phase,
             timeout_s=min(ctx.settings.agent.poll_seconds, max(1.0, deadline - time.monotonic())),
         )
 

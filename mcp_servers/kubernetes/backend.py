@@ -42,8 +42,9 @@ class Backend(Protocol):
 
     def get(self, job_id: str) -> JobStatus: ...
 
-    async def wait(self, job_id: str, timeout_s: float) -> JobStatus:
-        """Return as soon as the job's phase changes, or when the timeout passes."""
+    async def wait(self, job_id: str, timeout_s: float, seen: Phase | None = None) -> JobStatus:
+        """Return as soon as the job's phase is not `seen` (default: its phase now), or when the
+        timeout passes."""
         ...
 
     def list(self, phase: Phase | None, limit: int) -> JobList: ...
@@ -51,8 +52,15 @@ class Backend(Protocol):
     def events(self, job_id: str, limit: int) -> JobEvents: ...
 
     def logs(
-        self, job_id: str, replica: str | None, tail_lines: int, contains: str | None
-    ) -> LogTail: ...
+        self,
+        job_id: str,
+        replica: str | None,
+        tail_lines: int,
+        contains: str | None,
+        previous: bool = False,
+    ) -> LogTail:
+        """`previous`: the replica's container before its last restart (NotFound if none)."""
+        ...
 
     async def delete(self, job_id: str) -> JobStatus:
         """Cancel the job and stop every replica; only objects trainops manages."""

@@ -193,10 +193,17 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         job_id: JobId,
         ctx: Context,
         timeout_s: Annotated[float, Field(ge=0, le=3600, description="Longest wait.")] = 300,
+        phase: Annotated[
+            Phase | None,
+            Field(
+                description="The phase you last saw: returns at once if the job has moved on. "
+                "Default: its phase when the call arrives."
+            ),
+        ] = None,
     ) -> JobStatus:
         """Block until the job's phase changes (or timeout_s passes); returns the status."""
         app = _app(ctx)
-        return await _seen(app, await app.backend.wait(job_id, timeout_s))
+        return await _seen(app, await app.backend.wait(job_id, timeout_s, phase))
 
     @tool(mcp, hints("List jobs", read_only=True, idempotent=True), errors=UNAVAILABLE)
     async def training_jobs_list(
@@ -222,7 +229,8 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         mcp,
         hints("Job logs", read_only=True, idempotent=True),
         errors={
-            ErrorKind.NOT_FOUND: "no job has this id, or it has no such replica",
+            ErrorKind.NOT_FOUND: "no job has this id, it has no such replica, or (previous) the "
+            "replica has not restarted",
             **UNAVAILABLE,
         },
     )
@@ -236,9 +244,13 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         contains: Annotated[
             str | None, Field(max_length=200, description="Only lines containing this text.")
         ] = None,
+        previous: Annotated[
+            bool,
+            Field(description="The replica's output before its last restart (why it crashed)."),
+        ] = False,
     ) -> LogTail:
         """The last lines of one replica's output (bounded), optionally filtered."""
-        return await _call(_app(ctx).backend.logs, job_id, replica, tail_lines, contains)
+        return await _call(_app(ctx).backend.logs, job_id, replica, tail_lines, contains, previous)
 
     @tool(
         mcp,

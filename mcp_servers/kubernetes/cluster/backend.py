@@ -64,6 +64,11 @@ TOMBSTONE_PREFIX = "trainops-cancelled-"
 TOMBSTONE_COMPONENT = "cancelled-job"
 CANCEL_TIMEOUT_S = 60.0
 DISCOVERY_TTL_S = 60.0
+FIRST_REPLICA: dict[Kind, str] = {
+    "Job": "trainer-0",
+    "PyTorchJob": "master-0",
+    "TrainJob": "node-0",
+}
 LIVE_POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
 
@@ -239,8 +244,8 @@ class ClusterBackend:
     def _active_jobs(self) -> int:
         return sum(
             1
-            for _, _, obj in self._managed_objects()
-            if obj is not None and self._phase_of(obj) not in TERMINAL_PHASES
+            for info, namespace, obj in self._managed_objects()
+            if obj is not None and self._phase_of(info, namespace, obj) not in TERMINAL_PHASES
         )
 
     def _managed_objects(self) -> Iterator[tuple[KindInfo, str, dict[str, Any] | None]]:
@@ -249,11 +254,11 @@ class ClusterBackend:
                 for obj in self._list_objects(KINDS[kind], namespace, MANAGED_SELECTOR):
                     yield KINDS[kind], namespace, obj
 
-    def _phase_of(self, obj: dict[str, Any]) -> Phase:
-        kind: Kind = obj["kind"]
-        if self._tombstone(obj["metadata"]["namespace"], obj["metadata"]["name"]):
+    def _phase_of(self, info: KindInfo, namespace: str, obj: dict[str, Any]) -> Phase:
+        # List items carry no kind: the kind is the list's.
+        if self._tombstone(namespace, obj["metadata"]["name"]):
             return "Cancelled"
-        return reading.phase_without_pods(kind, obj)
+        return reading.phase_without_pods(info.kind, obj)
 
     # -- read --------------------------------------------------------------------------------
 
@@ -317,13 +322,15 @@ class ClusterBackend:
             **{k: spec.get(k) for k in _SPEC_STATUS_FIELDS},
         )
 
-    async def wait(self, job_id: str, timeout_s: float) -> JobStatus:
-        return await anyio.to_thread.run_sync(self._wait, job_id, timeout_s, abandon_on_cancel=True)
+    async def wait(self, job_id: str, timeout_s: float, seen: Phase | None = None) -> JobStatus:
+        return await anyio.to_thread.run_sync(
+            self._wait, job_id, timeout_s, seen, abandon_on_cancel=True
+        )
 
-    def _wait(self, job_id: str, timeout_s: float) -> JobStatus:
+    def _wait(self, job_id: str, timeout_s: float, seen: Phase | None) -> JobStatus:
         deadline = time.monotonic() + timeout_s
         first = self.get(job_id)
-        if first.terminal:
+        if first.terminal or first.unschedulable or (seen is not None and first.phase != seen):
             return first
         info, namespace, obj = self._locate(job_id)
         if obj is None:
@@ -355,7 +362,7 @@ class ClusterBackend:
         return JobList(jobs=matching[:limit], total=len(matching))
 
     def _summary(self, info: KindInfo, namespace: str, obj: dict[str, Any]) -> JobSummary:
-        phase = self._phase_of(obj)
+        phase = self._phase_of(info, namespace, obj)
         spec = _spec_summary(obj)
         read = reading.read(info.kind, obj, [])
         return JobSummary(
@@ -391,27 +398,43 @@ class ClusterBackend:
         return JobEvents(job_id=job_id, events=events[-limit:])
 
     def logs(
-        self, job_id: str, replica: str | None, tail_lines: int, contains: str | None
+        self,
+        job_id: str,
+        replica: str | None,
+        tail_lines: int,
+        contains: str | None,
+        previous: bool = False,
     ) -> LogTail:
         info, namespace, obj = self._locate(job_id)
         pods = self._pods(info, namespace, job_id) if obj is not None else []
         read = reading.read(info.kind, obj or {}, pods)
         names = [r.name for r in read.replicas]
+        if (
+            not names
+            and obj is not None
+            and reading.phase_without_pods(info.kind, obj) not in TERMINAL_PHASES
+        ):
+            # Its pods are not made yet: nothing is written, as locally before a replica starts.
+            first = FIRST_REPLICA[info.kind]
+            if replica not in (None, first):
+                raise NotFound(f"job {job_id} has no replica {replica!r} yet")
+            return LogTail(job_id=job_id, replica=first, lines=[], truncated=False, replicas=[])
         if not names:
             raise NotFound(
-                f"job {job_id} has no pods (not created yet, or removed after it ended); "
-                "training_jobs_events says why"
+                f"job {job_id} has no pods any more (removed after it ended); its post-mortem "
+                "in the MLflow run keeps their last lines"
             )
         replica = replica or names[0]
         if replica not in names:
             raise NotFound(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
         window = CONTAINS_WINDOW_LINES if contains else tail_lines
-        lines: Lines = self._log_lines(info, namespace, pods, replica, window + 1)
-        previous = False
-        restarted = next(r for r in read.replicas if r.name == replica).restarts > 0
-        if not lines and restarted:
-            lines = self._log_lines(info, namespace, pods, replica, window + 1, previous=True)
-            previous = bool(lines)
+        lines: Lines = self._log_lines(
+            info, namespace, pods, replica, window + 1, previous=previous
+        )
+        if previous and not lines:
+            current = next(r for r in read.replicas if r.name == replica)
+            if current.restarts == 0:
+                raise NotFound(f"replica {replica} of job {job_id} has not restarted")
         truncated = len(lines) > window
         lines, truncated = bounded(
             [redact_text(line) for line in lines[-window:]], truncated, tail_lines, contains

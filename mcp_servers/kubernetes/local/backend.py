@@ -31,6 +31,7 @@ from mcp_servers.kubernetes.local.capacity import (
 from mcp_servers.kubernetes.local.processes import job_processes, terminate
 from mcp_servers.kubernetes.local.secrets import known_values
 from mcp_servers.kubernetes.local.store import (
+    RESTART_MARKER,
     STATUS,
     DamagedRecord,
     JobDir,
@@ -63,6 +64,7 @@ from mcp_servers.kubernetes.summary import job_message
 from mcp_servers.redaction import redact_text
 
 CANCEL_TIMEOUT_S = 30.0
+Lines = list[str]
 SUPERVISOR_LOST = "SupervisorLost"
 # A supervisor that has not recorded itself this long after creation did not start.
 SUPERVISOR_START_TIMEOUT_S = 60.0
@@ -211,10 +213,10 @@ class LocalBackend:
             memory=spec.get("memory"),
         )
 
-    async def wait(self, job_id: str, timeout_s: float) -> JobStatus:
+    async def wait(self, job_id: str, timeout_s: float, seen: Phase | None = None) -> JobStatus:
         job = self._job(job_id)
         first = self.get(job_id)
-        if first.phase in TERMINAL_PHASES:
+        if first.phase in TERMINAL_PHASES or (seen is not None and first.phase != seen):
             return first
         with anyio.move_on_after(timeout_s):
             # inotify on the job folder: wakes when status.json is replaced, not on a timer; the
@@ -274,7 +276,12 @@ class LocalBackend:
         return JobEvents(job_id=job_id, events=events)
 
     def logs(
-        self, job_id: str, replica: str | None, tail_lines: int, contains: str | None
+        self,
+        job_id: str,
+        replica: str | None,
+        tail_lines: int,
+        contains: str | None,
+        previous: bool = False,
     ) -> LogTail:
         job = self._job(job_id)
         state = self._state(job)
@@ -283,14 +290,33 @@ class LocalBackend:
         if replica not in names:
             raise NotFound(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
         window = CONTAINS_WINDOW_LINES if contains else tail_lines
-        lines, truncated = read_tail(job.log_file(replica), max_lines=window)
+        if previous:
+            lines, truncated = self._previous_instance(job, replica, window)
+        else:
+            lines, truncated = read_tail(job.log_file(replica), max_lines=window)
         secrets = self._secret_values(job)
         lines, truncated = bounded(
             [redact_text(line, secrets) for line in lines], truncated, tail_lines, contains
         )
         return LogTail(
-            job_id=job_id, replica=replica, lines=lines, truncated=truncated, replicas=names
+            job_id=job_id,
+            replica=replica,
+            lines=lines,
+            truncated=truncated,
+            replicas=names,
+            previous=previous,
         )
+
+    def _previous_instance(self, job: JobDir, replica: str, window: int) -> tuple[Lines, bool]:
+        """The output between the replica's last two restart markers (its log is one file)."""
+        lines, cut = read_tail(job.log_file(replica), max_lines=CONTAINS_WINDOW_LINES)
+        markers = [i for i, line in enumerate(lines) if RESTART_MARKER.match(line)]
+        if not markers:
+            raise NotFound(f"replica {replica} of job {job.job_id} has not restarted")
+        start = markers[-2] + 1 if len(markers) > 1 else 0
+        instance = lines[start : markers[-1]]
+        truncated = len(instance) > window or (len(markers) < 2 and cut)
+        return instance[-window:], truncated
 
     def _secret_values(self, job: JobDir) -> Sequence[str]:
         """The values of the Secrets a job references, so that no output shows them."""

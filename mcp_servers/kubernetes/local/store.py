@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -49,6 +50,14 @@ class ProcessRef(BaseModel):
 
     pid: int
     create_time: float
+
+
+def restart_marker(restart: int) -> str:
+    """The line a replica's log gets before each restarted instance's output."""
+    return f"--- restart {restart} ---"
+
+
+RESTART_MARKER = re.compile(r"^--- restart \d+ ---$")
 
 
 class LocalReplica(ReplicaStatus):

@@ -48,6 +48,7 @@ from mcp_servers.kubernetes.local.store import (
     LocalReplica,
     ProcessRef,
     now,
+    restart_marker,
 )
 from mcp_servers.kubernetes.local.workload import (
     Mount,
@@ -232,7 +233,7 @@ class Supervisor:
             (workdir / "tmp").mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as output:
                 if self.state.restarts:
-                    output.write(f"--- restart {self.state.restarts} ---\n".encode())
+                    output.write(f"{restart_marker(self.state.restarts)}\n".encode())
                     output.flush()
                 proc = subprocess.Popen(
                     command,

@@ -55,7 +55,9 @@ async def wait_until(session, job_id: str, phases: set[str], timeout: float = 18
     status = await call(session, "training_jobs_get", job_id=job_id)
     while status["phase"] not in phases:
         assert status["phase"] not in TERMINAL, f"ended {status['phase']}: {status['message']}"
-        status = await call(session, "training_jobs_wait", job_id=job_id, timeout_s=timeout)
+        status = await call(
+            session, "training_jobs_wait", job_id=job_id, timeout_s=timeout, phase=status["phase"]
+        )
     return status
 
 
@@ -112,6 +114,8 @@ async def test_two_replica_pytorchjob_runs_to_success_across_a_server_restart(
 
         listed = await call(session, "training_jobs_list", phase="Succeeded")
         assert [j["job_id"] for j in listed["jobs"]] == [job_id]
+        kind, _ = await call_failure(session, "training_jobs_logs", job_id=job_id, previous=True)
+        assert kind == ErrorKind.NOT_FOUND  # it never restarted
 
     run = mlflow_client.get_run(done["mlflow_run_id"])
     assert run.data.tags["trainops.job_id"] == job_id
@@ -199,6 +203,11 @@ async def test_a_killed_replica_is_restarted_and_the_job_resumes_to_success(
         assert any(e["reason"] == "BackOff" for e in events)
         resumed = await call(session, "training_jobs_logs", job_id=job_id, contains='"resumed"')
         assert resumed["lines"], "the restarted job did not resume from its checkpoint"
+        before = await call(
+            session, "training_jobs_logs", job_id=job_id, replica="master-0", previous=True
+        )
+        assert before["previous"] and any('"event": "epoch"' in x for x in before["lines"])
+        assert not any('"resumed"' in line for line in before["lines"])  # the first instance
 
 
 def _get_progress(home: Path, job_id: str) -> int | None:
