@@ -52,8 +52,10 @@ def read(
     replicas, newest = _replicas(kind, pods)
     restarts = sum(r.restarts for r in replicas)
     phase, reason, detail = _phase(conditions)
-    start = parse_time(status.get("startTime")) or _earliest(
-        p.get("status", {}).get("startTime") for p in newest
+    # On a node is what is paid for: the pods' start, not the object's (a Job's startTime is
+    # set while its pod still waits for a node); the object's once the pods are gone.
+    start = _earliest(p.get("status", {}).get("startTime") for p in pods) or (
+        None if pods else parse_time(status.get("startTime"))
     )
     end = parse_time(status.get("completionTime"))
     failed_replica = None
