@@ -14,10 +14,13 @@ from common.errors import TrainopsError
 from common.telemetry import MlflowTag
 from mcp_servers.kubernetes.backend import Backend
 from mcp_servers.kubernetes.schemas import POST_MORTEM_ARTIFACT, JobStatus, PostMortem
+from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 200
+DEFAULT_EXPERIMENT = TrainConfig.experiment
+RUN_STATUS = {"Succeeded": "FINISHED", "Failed": "FAILED", "Cancelled": "KILLED"}
 MAX_REPLICAS = 16
 EVENTS = 200
 
@@ -62,14 +65,15 @@ class PostMortems:
             )
 
     def attach(self, post_mortem: PostMortem) -> str | None:
-        """The run it went to, or None (no run, or MLflow unreachable: logged)."""
+        """The run it went to (the job's, else one made for it), or None when MLflow could not
+        be reached (logged)."""
         job_id = post_mortem.job_id
         try:
             client = self._client()
             run_id = post_mortem.status.mlflow_run_id or _run_of(client, job_id)
-            if run_id is None:
-                log.info("post-mortem of %s: the job has no MLflow run", job_id)
-            elif not _has_post_mortem(client, run_id):
+            if run_id is None:  # it failed before it reached MLflow: the likeliest to be asked
+                run_id = _run_for(client, post_mortem.status)
+            if not _has_post_mortem(client, run_id):
                 client.log_text(run_id, post_mortem.model_dump_json(indent=1), POST_MORTEM_ARTIFACT)
         except Exception as e:  # MLflow's client raises many kinds; none may fail the tool
             log.warning("post-mortem of %s not attached: %s", job_id, " ".join(str(e).split()))
@@ -92,6 +96,20 @@ def _run_of(client: Any, job_id: str) -> str | None:
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
+
+
+def _run_for(client: Any, status: JobStatus) -> str:
+    """A run of the job's own to hold its post-mortem, ended as the job ended."""
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id if experiment else client.create_experiment(DEFAULT_EXPERIMENT)
+    )
+    tags = {MlflowTag.JOB_ID: status.job_id}
+    if status.model:
+        tags[MlflowTag.MODEL] = status.model
+    run = client.create_run(experiment_id, run_name=status.job_id, tags=tags)
+    client.set_terminated(run.info.run_id, status=RUN_STATUS[status.phase])
+    return str(run.info.run_id)
 
 
 def _has_post_mortem(client: Any, run_id: str) -> bool:

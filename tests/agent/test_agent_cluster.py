@@ -115,3 +115,28 @@ def test_a_gpu_job_no_node_will_take_is_explained_from_the_scheduler(
     assert "cannot start" in facts["answer"]
     assert facts["cost_usd"] is None  # it never ran on a node: nothing to price
     assert [p["spec"].get("nodeName") for p in kube_api.objects("", "pods")] == [None]
+
+
+async def test_why_a_job_failed_is_answered_after_its_objects_are_gone(
+    cluster_home: Path, kube_api: KubeApi, stack
+) -> None:
+    async with Agent(home_settings(cluster_home)) as agent:
+        failed = await agent.ask("pm", "Train a CNN on MNIST for 1 epoch")  # offline: no MNIST
+        assert failed.facts["phase"] == "Failed"
+        job_id = failed.facts["job_id"]
+        # ttlSecondsAfterFinished passes: the Job and its pods go, as the TTL controller does it.
+        job = kube_api.get("batch", "jobs", job_id)
+        assert job is not None
+        kube_api.registry.delete_object(("batch", "jobs", "trainops", job_id), job, "Background")
+        wait_for(lambda: not kube_api.objects("", "pods"), timeout=30, what="the pods to go")
+
+        why = await agent.ask("pm", f"why did {job_id} fail?")
+        assert why.facts["job_id"] == job_id
+        assert why.facts["findings"][0]["problem"] == "dataset unavailable"
+        assert "mnist" in why.facts["findings"][0]["evidence"]
+    # The run the post-mortem went to, made for it: the job failed before it reached MLflow.
+    runs = MlflowClient(stack.mlflow_url).search_runs(
+        [e.experiment_id for e in MlflowClient(stack.mlflow_url).search_experiments()],
+        f"tags.`trainops.job_id` = '{job_id}'",
+    )
+    assert [r.info.status for r in runs] == ["FAILED"]

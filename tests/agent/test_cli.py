@@ -55,7 +55,7 @@ def test_bad_input_is_one_line_with_the_fix(tmp_path: Path) -> None:
     assert bad_rates.returncode == 2 and "TRAINOPS_RATES must be JSON" in bad_rates.stderr
     no_server = trainops(tmp_path, "jobs", TRAINOPS_BACKEND="cluster")
     assert no_server.returncode == 2 and "Traceback" not in no_server.stderr
-    assert "set TRAINOPS_BACKEND=local" in no_server.stderr  # the server's own line
+    assert "set KUBECONFIG or cluster.kubeconfig" in no_server.stderr  # the server's own line
     assert "the kubernetes MCP server did not start" in no_server.stderr
     unknown_job = trainops(tmp_path, "logs", "nope-0000")
     assert unknown_job.returncode == 1, unknown_job.stderr

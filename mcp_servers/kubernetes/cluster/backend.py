@@ -64,11 +64,6 @@ TOMBSTONE_PREFIX = "trainops-cancelled-"
 TOMBSTONE_COMPONENT = "cancelled-job"
 CANCEL_TIMEOUT_S = 60.0
 DISCOVERY_TTL_S = 60.0
-FIRST_REPLICA: dict[Kind, str] = {
-    "Job": "trainer-0",
-    "PyTorchJob": "master-0",
-    "TrainJob": "node-0",
-}
 LIVE_POD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 
 
@@ -415,7 +410,7 @@ class ClusterBackend:
             and reading.phase_without_pods(info.kind, obj) not in TERMINAL_PHASES
         ):
             # Its pods are not made yet: nothing is written, as locally before a replica starts.
-            first = FIRST_REPLICA[info.kind]
+            first = info.first_replica
             if replica not in (None, first):
                 raise NotFound(f"job {job_id} has no replica {replica!r} yet")
             return LogTail(job_id=job_id, replica=first, lines=[], truncated=False, replicas=[])

@@ -19,6 +19,8 @@ class KindInfo:
     """What to install when the cluster does not serve the kind."""
     pod_label: str
     """The label the kind's controller puts on its pods, with the job's name as value."""
+    first_replica: str
+    """Rank 0's replica: the default for logs, before any pod exists."""
 
     @property
     def api_version(self) -> str:
@@ -36,6 +38,7 @@ KINDS: Final[dict[Kind, KindInfo]] = {
         plural="jobs",
         operator="Kubernetes' own Job controller (batch/v1 is built in)",
         pod_label="batch.kubernetes.io/job-name",
+        first_replica="trainer-0",
     ),
     "PyTorchJob": KindInfo(
         kind="PyTorchJob",
@@ -45,6 +48,7 @@ KINDS: Final[dict[Kind, KindInfo]] = {
         operator="the Kubeflow Training Operator: kubectl apply --server-side -k "
         '"github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.8.1"',
         pod_label="training.kubeflow.org/job-name",
+        first_replica="master-0",
     ),
     "TrainJob": KindInfo(
         kind="TrainJob",
@@ -54,6 +58,7 @@ KINDS: Final[dict[Kind, KindInfo]] = {
         operator="Kubeflow Trainer v2 and its torch-distributed runtime: kubectl apply "
         '--server-side -k "github.com/kubeflow/trainer.git/manifests/overlays/manager?ref=v2.0.0"',
         pod_label="jobset.sigs.k8s.io/jobset-name",
+        first_replica="node-0",
     ),
 }
 # A RayJob's submitter is a batch/v1 Job of the same name: the richer kinds are looked up first.

@@ -343,11 +343,10 @@ class Supervisor:
             self.state.set_condition("Restarting", "ReplicaFailed", message)
             self._start_all()
             return
-        # The replica that says why (rank 0 prints a job's error line) names the failure.
-        first, detail = next(
-            ((n, d) for n, d in failed.items() if d and d.startswith("error: ")),
-            next(iter(failed.items())),
-        )
+        first, detail = next(iter(failed.items()))
+        # Rank 0 prints a job's error line, and it may not be the replica that died first.
+        said = [(n, d) for n in self.processes if (d := last_error_line(self.job.log_file(n)))]
+        first, detail = next(((n, d) for n, d in said if d.startswith("error: ")), (first, detail))
         reason = "BackoffLimitExceeded" if self.workload.restart_on_failure else "ReplicaFailed"
         tries = f" after {self.state.restarts} restarts" if self.state.restarts else ""
         self._finish("Failed", reason, f"{first} failed{tries}" + (f": {detail}" if detail else ""))
