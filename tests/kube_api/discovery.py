@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import gzip
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -204,12 +205,15 @@ class Crd:
 
 @functools.cache
 def _load_crd(path: str, mtime_ns: int) -> Crd:
+    if path.endswith(".gz"):
+        return Crd.parse(gzip.decompress(Path(path).read_bytes()).decode())
     return Crd.parse(Path(path).read_text())
 
 
 def load_crds(folder: Path, groups: Iterable[str]) -> list[Crd]:
     wanted = set(groups)
-    crds = [Crd.load(p) for p in sorted(folder.glob("*.yaml"))]
+    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yaml.gz")])
+    crds = [Crd.load(p) for p in files]
     return [c for c in crds if c.group in wanted]
 
 

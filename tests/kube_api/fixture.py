@@ -15,6 +15,7 @@ hooks, and read what happened from `requests` and `get`/`objects`.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import secrets
@@ -50,7 +51,20 @@ from tests.kube_api.store import DEFAULT_HISTORY, Store, now
 from tests.kube_api.validation import Validator
 from tests.support import REPO
 
-CRDS_DIR = REPO.parent / "shared" / "crds"
+SHARED_CRDS = REPO.parent / "shared" / "crds"
+VENDORED_CRDS = Path(__file__).parent / "crds"
+"""The same files, gzipped, so that a clone without ../shared validates against them too."""
+CRDS_DIR = SHARED_CRDS if SHARED_CRDS.is_dir() else VENDORED_CRDS
+
+
+def crd_text(name: str) -> str:
+    """A CRD file's text, e.g. "kubeflow.org_pytorchjobs.yaml", from wherever CRDS_DIR is."""
+    plain = CRDS_DIR / name
+    if plain.is_file():
+        return plain.read_text()
+    return gzip.decompress((CRDS_DIR / f"{name}.gz").read_bytes()).decode()
+
+
 CRD_GROUPS = ("kubeflow.org", "trainer.kubeflow.org", "ray.io")
 RBAC_MANIFEST = REPO / "k8s" / "base" / "rbac.yaml"
 NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", NAMESPACE)
