@@ -427,7 +427,10 @@ class PodWorker(threading.Thread):
         state.instance = instance
         outcome, fake = self.kubelet.scripts.next_instance(self.pod, name)
         mapping = self._mapping(state.spec, instance)
-        env = {k: self._host_path(v, mapping) for k, v in env.items()}
+        # The container's paths are mapped, not the image's own (its PATH and code are this
+        # machine's paths already, wherever the project sits, /tmp included).
+        image = self.kubelet.image.env
+        env = {k: v if image.get(k) == v else self._host_path(v, mapping) for k, v in env.items()}
         if fake is not None:
             argv = ["sh", "-c", 'printf "%s\\n" "$1"; exit "$2"', "sh", outcome.message, str(fake)]
             if outcome.always and outcome.message:
