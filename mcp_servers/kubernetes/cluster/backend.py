@@ -22,7 +22,13 @@ from common.vocabulary import TERMINAL_PHASES, Phase
 from mcp_servers.kubernetes.backend import JobExists, JobNotFound, JobRefused
 from mcp_servers.kubernetes.cluster import status as reading
 from mcp_servers.kubernetes.cluster.connection import ApiCall, Connection, api_call, connect
-from mcp_servers.kubernetes.cluster.kinds import KINDS, LOOKUP_ORDER, KindInfo, replica_of
+from mcp_servers.kubernetes.cluster.kinds import (
+    KINDS,
+    LOOKUP_ORDER,
+    KindInfo,
+    replica_name,
+    replica_of,
+)
 from mcp_servers.kubernetes.cluster.nodes import capacities, could_ever_fit, gpu_product_of
 from mcp_servers.kubernetes.cluster.watching import PhaseWatch
 from mcp_servers.kubernetes.manifests import (
@@ -631,8 +637,7 @@ def _summary_of(status: JobStatus) -> JobSummary:
 
 
 def _replica_label(kind: Kind, pod: dict[str, Any]) -> str:
-    type_, index = replica_of(kind, pod)
-    return f"{type_.lower()}-{index}"
+    return replica_name(*replica_of(kind, pod))
 
 
 def _unschedulable(pod: dict[str, Any]) -> bool:
