@@ -215,13 +215,18 @@ async def test_a_restarted_container_shows_its_previous_log(on_cluster, kube_api
     # A back-off long enough to read the container while it waits to restart.
     api = kube_api_factory(restart_backoff_s=2.0)
     api.script("loop-*", Outcome.exit_codes([1] * 10))
+    api.script("steady-*", Outcome.hold())
     async with on_cluster(api) as session:
+        await call(session, "training_jobs_create", spec=smoke_spec(name="steady-1", nodes=2))
+        await wait_until(session, "steady-1", {"Running"}, timeout=60)
+        kind, _ = await call_failure(
+            session, "training_jobs_logs", job_id="steady-1", replica="worker-0", previous=True
+        )
+        assert kind == ErrorKind.NOT_FOUND  # never restarted: no previous container
+        await call(session, "training_jobs_delete", job_id="steady-1")
+
         spec = smoke_spec(name="loop-1", nodes=2, backoff_limit=10)
         await call(session, "training_jobs_create", spec=spec)
-        kind, _ = await call_failure(
-            session, "training_jobs_logs", job_id="loop-1", replica="worker-0", previous=True
-        )
-        assert kind == ErrorKind.NOT_FOUND  # no restart yet
         with anyio.fail_after(60):
             while (await call(session, "training_jobs_get", job_id="loop-1"))["restarts"] < 2:
                 await anyio.sleep(0.2)
