@@ -37,6 +37,19 @@ class MlflowTag:
     COST_USD: Final = "trainops.cost.usd"
     COST_REVISION: Final = "trainops.cost.revision"
     """Bumped when a run is priced again with other figures; it is the step cost metrics use."""
+    PARENT_RUN_ID: Final = "mlflow.parentRunId"
+    """MLflow's own nesting tag: a sweep's trial runs sit under the sweep's run."""
+    KIND: Final = "trainops.kind"
+    """"sweep" on a sweep's parent run (a job's run has none)."""
+    SWEEP_ID: Final = "trainops.sweep_id"
+    """On a trial's run: the sweep (job id) it belongs to."""
+    TRIAL: Final = "trainops.trial"
+    """On a trial's run: its name in the sweep (trial-3)."""
+    TRIAL_STATE: Final = "trainops.trial.state"
+    TRIAL_STOP_REASON: Final = "trainops.trial.stop_reason"
+    BEST_TRIAL: Final = "trainops.sweep.best_trial"
+    BEST_RUN_ID: Final = "trainops.sweep.best_run_id"
+    """On a sweep's run: the run of its best trial (the model to register)."""
 
 
 def is_trainops_tag(key: str) -> bool:
@@ -65,6 +78,13 @@ class MlflowMetric:
     SAMPLES_PER_SEC: Final = "samples_per_sec"
     LR: Final = "lr"
     EPOCH_SECONDS: Final = "epoch_seconds"
+    EPOCHS_REACHED: Final = "epochs_reached"
+    """A trial's epochs when it ended (fewer than asked when it was stopped early)."""
+    SWEEP_TRIALS: Final = "sweep_trials"
+    SWEEP_STOPPED_EARLY: Final = "sweep_trials_stopped_early"
+    SWEEP_ERRORED: Final = "sweep_trials_errored"
+    SWEEP_SAVED_USD: Final = "sweep_saved_by_early_stopping_usd"
+    """What the stopped trials would have cost had they run every epoch, minus what they did."""
 
 
 HEADLINE_METRICS: Final = (
@@ -125,6 +145,10 @@ class PromLabel:
     NAMESPACE: Final = "namespace"
 
 
+TRIAL_STARTS: Final = "trainops: starting"
+"""A sweep trial's first line, `trainops: starting trial-3`: Ray forwards it with the worker's
+pid, and a worker may run one trial after another, so the lines after it are that trial's."""
+
 MLFLOW_OUTBOX_FILE: Final = "mlflow_outbox.jsonl"
 """Beside a job's checkpoints: the MLflow writes MLflow has not taken yet (see training's
 MlflowSink); whoever finds it there may deliver it with `python -m training.telemetry.drain`."""
@@ -133,7 +157,9 @@ MLFLOW_URI_FILE_ENV: Final = "TRAINOPS_MLFLOW_URI_FILE"
 
 # -- the progress event ----------------------------------------------------------------------------
 
-ProgressKind = Literal["start", "resumed", "epoch", "done"]
+ProgressKind = Literal["start", "resumed", "epoch", "trial", "done"]
+"""`trial`: a sweep's trial started, reported an epoch, or ended (details: common.vocabulary's
+TrialState and the trial's name, config, cost)."""
 PROGRESS_KINDS: Final[tuple[ProgressKind, ...]] = get_args(ProgressKind)
 _FIELDS: Final = ("event", "time", "epoch", "epochs", "step", "metrics", "mlflow_run_id")
 

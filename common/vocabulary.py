@@ -55,6 +55,14 @@ JOB_INTENTS: Final[frozenset[Intent]] = frozenset(
 Scheduler = Literal["asha", "hyperband", "median", "pbt", "fifo"]
 SCHEDULERS: Final[tuple[Scheduler, ...]] = get_args(Scheduler)
 
+# -- a sweep's trials ----------------------------------------------------------------------------
+
+TrialState = Literal["pending", "running", "terminated", "stopped", "errored"]
+"""terminated: ran every epoch; stopped: ended early (the scheduler, or a budget); errored."""
+TRIAL_STATES: Final[tuple[TrialState, ...]] = get_args(TrialState)
+StopReason = Literal["scheduler", "budget", "time_budget", "cancelled"]
+STOP_REASONS: Final[tuple[StopReason, ...]] = get_args(StopReason)
+
 # -- a job's life --------------------------------------------------------------------------------
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]

@@ -9,6 +9,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,9 @@ from training.telemetry.progress import ProgressWriter
 from training.telemetry.prometheus import NullExporter, PrometheusExporter
 
 log = logging.getLogger(__name__)
+
+
+EpochHook = Callable[[int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -208,8 +212,10 @@ class Trainer:
 
     # -- epochs --------------------------------------------------------------------------------
 
-    def train(self) -> dict[str, Any]:
-        """Train from the current epoch to cfg.epochs; returns the final metrics."""
+    def train(self, on_epoch: EpochHook | None = None) -> dict[str, Any]:
+        """Train from the current epoch to cfg.epochs; returns the final metrics. `on_epoch` is
+        called after each epoch with its metrics, once its checkpoint is written (a sweep's
+        trial reports to Ray Tune there, which may stop it)."""
         progress = self.telemetry.progress
         for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
             started = time.perf_counter()
@@ -237,6 +243,8 @@ class Trainer:
                 metrics={k: round(v, 6) for k, v in metrics.items()},
                 checkpoint=checkpoint,
             )
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
         return self.finish()
 
     def _train_epoch(self, epoch: int) -> tuple[float, float]:
