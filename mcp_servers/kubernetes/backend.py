@@ -15,6 +15,7 @@ from mcp_servers.kubernetes.schemas import (
     JobList,
     JobStatus,
     LogTail,
+    SweepSpec,
     TrainingJobSpec,
 )
 
@@ -36,7 +37,7 @@ class Backend(Protocol):
 
     name: BackendName
 
-    def create(self, manifest: Manifest, spec: TrainingJobSpec) -> CreateResult:
+    def create(self, manifest: Manifest, spec: TrainingJobSpec | SweepSpec) -> CreateResult:
         """Apply the manifest; with an idempotency key already used, return that job instead."""
         ...
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from kubernetes import client
 
 from common.gpus import GPU_PRODUCT_LABEL
-from common.settings import KubernetesPolicy
-from mcp_servers.kubernetes.schemas import Kind, TrainingJobSpec
+from common.settings import KubernetesPolicy, RateCard
+from mcp_servers.kubernetes.schemas import Kind, SweepSpec, TrainingJobSpec
 from training.errors import CONFIG_ERROR_EXIT
 
 MANAGED_BY = "trainops"
@@ -37,7 +38,20 @@ SCRATCH_MOUNT = "/tmp"
 """The one writable path beside the volumes: the root filesystem is read-only."""
 # The container names each controller expects: the Training Operator looks for "pytorch", the
 # Trainer v2 torch runtime for "node".
-CONTAINER_NAME: dict[str, str] = {"Job": "trainer", "PyTorchJob": "pytorch", "TrainJob": "node"}
+CONTAINER_NAME: dict[str, str] = {
+    "Job": "trainer",
+    "PyTorchJob": "pytorch",
+    "TrainJob": "node",
+    "RayJob": "ray-head",
+}
+RAY_WORKER_CONTAINER = "ray-worker"
+RAY_WORKER_GROUP = "trials"
+RAY_VERSION = "2.60.0"
+"""The Ray the training image carries (k8s/image/Dockerfile): KubeRay needs to know it."""
+SWEEP_SPEC_FIELDS: set[str] = {
+    *("model", "dataset", "epochs", "trials", "max_concurrent", "scheduler", "search"),
+    *("metric", "mode", "gpus_per_trial", "gpu_type", "cpus_per_trial", "memory_per_trial"),
+}
 TRAINJOB_RUNTIME = "torch-distributed"
 VERSION = "0.1.0"
 
@@ -55,6 +69,8 @@ class _PlainDumper(yaml.SafeDumper):
 class RenderContext:
     policy: KubernetesPolicy
     mlflow_tracking_uri: str | None = None
+    rates: RateCard = field(default_factory=RateCard)
+    """What a sweep's driver prices its trials with."""
 
 
 @dataclass(frozen=True)
@@ -77,21 +93,29 @@ def idempotency_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def new_job_id(spec: TrainingJobSpec) -> str:
-    return spec.name or f"{spec.model}-{spec.dataset}-{secrets.token_hex(2)}"
+def new_job_id(spec: TrainingJobSpec | SweepSpec) -> str:
+    kind = "-sweep" if isinstance(spec, SweepSpec) else ""
+    return spec.name or f"{spec.model}-{spec.dataset}{kind}-{secrets.token_hex(2)}"
 
 
-def render(spec: TrainingJobSpec, job_id: str, namespace: str, ctx: RenderContext) -> Manifest:
-    kind = spec.resolved_kind()
+def _metadata(
+    spec: TrainingJobSpec | SweepSpec, job_id: str, namespace: str, summary: set[str]
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "name": job_id,
         "namespace": namespace,
         "labels": _labels(spec, job_id),
-        "annotations": {SPEC_ANNOTATION: spec.model_dump_json(include=SPEC_SUMMARY_FIELDS)},
+        "annotations": {SPEC_ANNOTATION: spec.model_dump_json(include=summary)},
     }
     if spec.idempotency_key:
         metadata["annotations"][IDEMPOTENCY_ANNOTATION] = spec.idempotency_key
         metadata["labels"][IDEMPOTENCY_LABEL] = idempotency_hash(spec.idempotency_key)
+    return metadata
+
+
+def render(spec: TrainingJobSpec, job_id: str, namespace: str, ctx: RenderContext) -> Manifest:
+    kind = spec.resolved_kind()
+    metadata = _metadata(spec, job_id, namespace, SPEC_SUMMARY_FIELDS)
     if kind == "Job":
         body = _job(spec, job_id, metadata, ctx)
     elif kind == "PyTorchJob":
@@ -101,7 +125,7 @@ def render(spec: TrainingJobSpec, job_id: str, namespace: str, ctx: RenderContex
     return Manifest(job_id=job_id, kind=kind, namespace=namespace, body=body)
 
 
-def _labels(spec: TrainingJobSpec, job_id: str) -> dict[str, str]:
+def _labels(spec: TrainingJobSpec | SweepSpec, job_id: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "trainops-training",
         "app.kubernetes.io/instance": job_id,
@@ -386,3 +410,183 @@ def _backoff_limit(spec: TrainingJobSpec, ctx: RenderContext) -> int:
 
 def _deadline(spec: TrainingJobSpec, ctx: RenderContext) -> int:
     return spec.active_deadline_seconds or ctx.policy.active_deadline_seconds
+
+
+# -- sweeps -------------------------------------------------------------------------------------
+
+
+def render_sweep(spec: SweepSpec, job_id: str, namespace: str, ctx: RenderContext) -> Manifest:
+    """A ray.io/v1 RayJob: a Ray cluster of its own (a head for the driver, one worker per
+    concurrent trial), the sweep entry point as its entrypoint, removed when the sweep ends."""
+    metadata = _metadata(spec, job_id, namespace, SWEEP_SPEC_FIELDS)
+    usd_per_trial_hour = spec.trial_resources().per_hour(ctx.rates)
+    args = spec.tune_args(
+        data_dir=DATA_MOUNT,
+        checkpoint_dir=f"{CHECKPOINT_MOUNT}/{job_id}",
+        usd_per_trial_hour=usd_per_trial_hour,
+        sweep_id=job_id,
+    )
+    env = _sweep_env(job_id, ctx)
+    head = _ray_pod(
+        spec, job_id, ctx, CONTAINER_NAME["RayJob"], env, cpus=1.0, memory="2Gi", gpus=0
+    )
+    worker = _ray_pod(
+        spec,
+        job_id,
+        ctx,
+        RAY_WORKER_CONTAINER,
+        env,
+        cpus=spec.cpus_per_trial,
+        memory=spec.memory_per_trial,
+        gpus=spec.gpus_per_trial,
+    )
+    workers = spec.concurrent
+    submitter = _submitter_pod(spec, job_id, ctx)
+    body = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": metadata,
+        "spec": {
+            "entrypoint": shlex.join(["python", "-m", "training.tune", *args]),
+            # The driver's env: the entrypoint runs where the submitter sends it, not in a
+            # container of ours, so it travels as Ray's runtime env.
+            "runtimeEnvYAML": yaml.safe_dump({"env_vars": env}, sort_keys=True),
+            "shutdownAfterJobFinishes": True,
+            # The Ray cluster (GPU workers among it) goes a minute after the sweep ends; the
+            # submitter Job, which holds the driver's log, stays.
+            "ttlSecondsAfterFinished": min(ctx.policy.ttl_seconds_after_finished, 60),
+            "activeDeadlineSeconds": _sweep_deadline(spec, ctx),
+            "backoffLimit": ctx.policy.backoff_limit
+            if spec.backoff_limit is None
+            else spec.backoff_limit,
+            "submissionMode": "K8sJobMode",
+            "submitterPodTemplate": submitter,
+            "rayClusterSpec": {
+                "rayVersion": RAY_VERSION,
+                "headGroupSpec": {
+                    # No trial on the head: it holds the driver, the GCS and the dashboard.
+                    "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                    "template": head,
+                },
+                "workerGroupSpecs": [
+                    {
+                        "groupName": RAY_WORKER_GROUP,
+                        "replicas": workers,
+                        "minReplicas": workers,
+                        "maxReplicas": workers,
+                        "rayStartParams": {},
+                        "template": worker,
+                    }
+                ],
+            },
+        },
+    }
+    return Manifest(job_id=job_id, kind="RayJob", namespace=namespace, body=body)
+
+
+def _sweep_env(job_id: str, ctx: RenderContext) -> dict[str, str]:
+    values = {
+        "TRAINOPS_JOB_ID": job_id,
+        "PYTHONUNBUFFERED": "1",
+        "HOME": SCRATCH_MOUNT,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    if ctx.mlflow_tracking_uri:
+        values["MLFLOW_TRACKING_URI"] = ctx.mlflow_tracking_uri
+    values.update(ctx.policy.job_env)
+    return values
+
+
+def _sweep_deadline(spec: SweepSpec, ctx: RenderContext) -> int:
+    """The time budget, with room for the cluster to come up and the driver to report."""
+    if spec.max_seconds is None:
+        return ctx.policy.active_deadline_seconds
+    return spec.max_seconds + 600
+
+
+def _ray_pod(
+    spec: SweepSpec,
+    job_id: str,
+    ctx: RenderContext,
+    container_name: str,
+    env: dict[str, str],
+    *,
+    cpus: float,
+    memory: str,
+    gpus: int,
+) -> dict[str, Any]:
+    volumes, mounts = _volumes(ctx)
+    requests: dict[str, str] = {"cpu": _cpu_quantity(cpus), "memory": memory}
+    if gpus:
+        requests["nvidia.com/gpu"] = str(gpus)
+    container = client.V1Container(
+        name=container_name,
+        image=spec.image or ctx.policy.default_image,
+        image_pull_policy="IfNotPresent",
+        env=[client.V1EnvVar(name=k, value=v) for k, v in env.items()],
+        resources=client.V1ResourceRequirements(requests=requests, limits=dict(requests)),
+        volume_mounts=mounts,
+        security_context=_restricted_container(),
+    )
+    selector: dict[str, str] | None = None
+    if gpus:
+        selector = dict(ctx.policy.gpu_node_selector)
+        if spec.gpu_type is not None:
+            selector[GPU_PRODUCT_LABEL] = ctx.policy.gpu_product(spec.gpu_type)
+    template = client.V1PodTemplateSpec(
+        metadata=client.V1ObjectMeta(labels=_labels(spec, job_id)),
+        spec=client.V1PodSpec(
+            containers=[container],
+            volumes=volumes,
+            service_account_name=ctx.policy.service_account,
+            automount_service_account_token=False,
+            security_context=_restricted_pod(),
+            node_selector=selector or None,
+            tolerations=[client.V1Toleration(**t) for t in ctx.policy.gpu_tolerations]
+            if gpus
+            else None,
+        ),
+    )
+    return _api.sanitize_for_serialization(template)
+
+
+def _submitter_pod(spec: SweepSpec, job_id: str, ctx: RenderContext) -> dict[str, Any]:
+    """KubeRay's submitter (it fills in `ray job submit`): our labels, so the network policy
+    lets it reach the head, and the restricted Pod Security profile."""
+    container = client.V1Container(
+        name="ray-job-submitter",
+        image=spec.image or ctx.policy.default_image,
+        resources=client.V1ResourceRequirements(
+            requests={"cpu": "200m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "512Mi"}
+        ),
+        security_context=_restricted_container(),
+    )
+    template = client.V1PodTemplateSpec(
+        metadata=client.V1ObjectMeta(labels=_labels(spec, job_id)),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            containers=[container],
+            automount_service_account_token=False,
+            security_context=_restricted_pod(),
+        ),
+    )
+    return _api.sanitize_for_serialization(template)
+
+
+def _restricted_container() -> client.V1SecurityContext:
+    return client.V1SecurityContext(
+        allow_privilege_escalation=False,
+        capabilities=client.V1Capabilities(drop=["ALL"]),
+        run_as_non_root=True,
+        seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def _restricted_pod() -> client.V1PodSecurityContext:
+    return client.V1PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=TRAINER_UID,
+        run_as_group=TRAINER_UID,
+        fs_group=TRAINER_UID,
+        seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+    )

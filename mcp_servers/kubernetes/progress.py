@@ -14,6 +14,9 @@ MAX_LOG_CHARS = 64_000
 CONTAINS_WINDOW_LINES = 20_000
 """How far back a `contains` filter looks."""
 PROGRESS_WINDOW_LINES = 5000
+SWEEP_WINDOW_LINES = 50_000
+SWEEP_WINDOW_BYTES = 8 << 20
+"""A sweep's driver log carries every trial's lines; its trial events are read from this much."""
 ERROR_WINDOW_LINES = 400
 _RULE = re.compile(r"[=\-]{3,}")
 _SUMMARY_RANK = re.compile(r"^rank\s*:\s*(\d+)")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.billing import BilledResources
 from common.gpus import GpuType
 from common.oci import MAX_REFERENCE_LENGTH, is_image_reference
 from common.quantities import MEMORY_QUANTITY, parse_bytes
@@ -23,12 +25,15 @@ from common.vocabulary import (
     MAX_JOB_NAME_LENGTH,
     MAX_LABEL_LENGTH,
     MAX_LR,
+    MAX_TRIALS,
     RFC1123_LABEL,
     TERMINAL_PHASES,
     UNSCHEDULABLE,
     DatasetName,
     ModelName,
     Phase,
+    StopReason,
+    TrialState,
     processes_per_node,
 )
 from mcp_servers.kubernetes.job_env import env_problem
@@ -36,8 +41,10 @@ from mcp_servers.redaction import is_secret_name
 from mcp_servers.toolref import ToolCatalog
 from training.config import check_config
 from training.errors import ConfigError
+from training.search_space import SchedulerName, SearchName, parse_sweep
 
-Kind = Literal["Job", "PyTorchJob", "TrainJob"]
+Kind = Literal["Job", "PyTorchJob", "TrainJob", "RayJob"]
+"""RayJob: a Ray Tune sweep (SweepSpec); the others train one configuration."""
 BackendName = Literal["local", "cluster"]
 JobId = Annotated[
     str,
@@ -328,6 +335,186 @@ _STAND_IN_DATA = "s3://trainops-spec-check/data"
 _STAND_IN_CHECKPOINTS = "s3://trainops-spec-check/checkpoints"
 
 
+class SearchRange(BaseModel):
+    """Values between low and high, sampled uniformly (or log-uniformly)."""
+
+    model_config = ConfigDict(extra="forbid")
+    low: float
+    high: float
+    scale: Literal["linear", "log"] = "linear"
+
+
+class SearchChoice(BaseModel):
+    """One of these values (every one of them, for a grid search)."""
+
+    model_config = ConfigDict(extra="forbid")
+    values: list[float | int] = Field(min_length=1, max_length=100)
+
+
+MAX_CONCURRENT_TRIALS = 64
+
+
+class SweepSpec(BaseModel):
+    """A Ray Tune sweep over one model and dataset: what to search, how, on what resources."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName
+    dataset: DatasetName
+    params: dict[str, SearchRange | SearchChoice] = Field(
+        min_length=1,
+        description="Search space: lr, batch_size, weight_decay or warmup_fraction, each a "
+        "range {low, high, scale: linear|log} or a choice {values: [...]}.",
+    )
+    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=MAX_EPOCHS, description="Per trial, at most.")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, description="If untuned.")
+    lr: float = Field(DEFAULT_LR, gt=0, le=MAX_LR, description="If untuned.")
+    trials: int = Field(8, ge=1, le=MAX_TRIALS, description="Samples (grid: repeats of it).")
+    max_concurrent: int = Field(2, ge=1, le=MAX_CONCURRENT_TRIALS, description="Trials at once.")
+    scheduler: SchedulerName = Field("asha", description="asha (default), hyperband, median, fifo.")
+    search: SearchName = Field("random", description="random, grid (choices only) or optuna.")
+    metric: str = Field("val_accuracy", max_length=64)
+    mode: Literal["max", "min"] = "max"
+    grace_period: int = Field(1, ge=1, le=MAX_EPOCHS, description="Epochs before a stop.")
+    reduction_factor: int = Field(2, ge=2, le=10)
+    gpus_per_trial: int = Field(0, ge=0, le=8)
+    gpu_type: GpuType | None = None
+    cpus_per_trial: float = Field(1.0, gt=0, le=MAX_CPUS_PER_REPLICA)
+    memory_per_trial: str = Field("2Gi", pattern=MEMORY_QUANTITY, max_length=32)
+    budget_usd: float | None = Field(
+        None, gt=0, description="The sweep stops when its trials' spend reaches this."
+    )
+    max_seconds: int | None = Field(
+        None, ge=60, le=MAX_DEADLINE_SECONDS, description="Time budget (and deadline), s."
+    )
+    image: str | None = Field(None, max_length=MAX_REFERENCE_LENGTH)
+    name: str | None = Field(None, max_length=MAX_JOB_NAME_LENGTH, pattern=RFC1123_LABEL)
+    namespace: str | None = Field(None, pattern=RFC1123_LABEL)
+    fallback_dataset: DatasetName | None = None
+    smoke_test: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=256)
+    backoff_limit: int | None = Field(
+        None, ge=0, le=10, description="Driver restarts (each resumes the sweep)."
+    )
+
+    _labels = field_validator("labels")(lambda cls, v: TrainingJobSpec._valid_labels(v))
+    _image = field_validator("image")(lambda cls, v: TrainingJobSpec._image_reference(v))
+    _memory = field_validator("memory_per_trial")(lambda cls, v: TrainingJobSpec._some_memory(v))
+
+    @model_validator(mode="after")
+    def _sweep_is_valid(self) -> SweepSpec:
+        """The sweep entry point must accept the command this spec renders."""
+        if self.gpu_type is not None and not self.gpus_per_trial:
+            raise ValueError(f"gpu_type {self.gpu_type} needs gpus_per_trial; or drop gpu_type")
+        try:
+            parse_sweep(
+                self.tune_args(
+                    data_dir=_STAND_IN_DATA,
+                    checkpoint_dir=_STAND_IN_CHECKPOINTS,
+                    usd_per_trial_hour=0.0,
+                    sweep_id="check",
+                )
+            )
+        except ConfigError as e:
+            raise ValueError(f"the sweep would fail: {e}") from None
+        return self
+
+    @property
+    def total_trials(self) -> int:
+        if self.search != "grid":
+            return self.trials
+        points = 1
+        for param in self.params.values():
+            points *= len(param.values) if isinstance(param, SearchChoice) else 1
+        return self.trials * points
+
+    @property
+    def total_gpus(self) -> int:
+        """GPUs held at once: the concurrent trials'."""
+        return self.concurrent * self.gpus_per_trial
+
+    @property
+    def concurrent(self) -> int:
+        return min(self.max_concurrent, self.total_trials)
+
+    def trial_resources(self) -> BilledResources:
+        """What one trial holds while it runs (its worker pod's requests): what it is billed."""
+        return BilledResources.of(
+            1, self.gpus_per_trial, self.cpus_per_trial, self.memory_per_trial, self.gpu_type
+        )
+
+    def space_json(self) -> str:
+        return json.dumps({k: v.model_dump(exclude_defaults=False) for k, v in self.params.items()})
+
+    def tune_args(
+        self, *, data_dir: str, checkpoint_dir: str, usd_per_trial_hour: float, sweep_id: str
+    ) -> list[str]:
+        """The `training.tune` flags for this spec."""
+        args = [
+            *("--model", self.model, "--dataset", self.dataset),
+            *("--epochs", str(self.epochs), "--batch-size", str(self.batch_size)),
+            *("--lr", str(self.lr), "--data-dir", data_dir, "--checkpoint-dir", checkpoint_dir),
+            *("--space", self.space_json(), "--trials", str(self.trials)),
+            *("--max-concurrent", str(self.max_concurrent), "--scheduler", self.scheduler),
+            *("--search", self.search, "--metric", self.metric, "--mode", self.mode),
+            *("--grace-period", str(self.grace_period)),
+            *("--reduction-factor", str(self.reduction_factor)),
+            *("--cpus-per-trial", str(self.cpus_per_trial)),
+            *("--gpus-per-trial", str(self.gpus_per_trial)),
+            *("--usd-per-trial-hour", f"{usd_per_trial_hour:.8g}", "--sweep-id", sweep_id),
+        ]
+        if self.budget_usd is not None:
+            args += ["--budget-usd", f"{self.budget_usd:g}"]
+        if self.max_seconds is not None:
+            args += ["--time-budget-s", str(self.max_seconds)]
+        if self.fallback_dataset:
+            args += ["--fallback-dataset", self.fallback_dataset]
+        if self.smoke_test:
+            args.append("--smoke-test")
+        if self.gpus_per_trial:
+            args += ["--device", "cuda"]
+        return args
+
+
+class TrialStatus(BaseModel):
+    name: str = Field(description="e.g. trial-3; its log is training_jobs_logs replica=<name>.")
+    state: TrialState
+    config: dict[str, float | int | str | bool] = {}
+    epochs: int = Field(0, description="Epochs reached.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Its latest epoch's.")
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    stop_reason: StopReason | None = None
+    error: str | None = None
+    mlflow_run_id: str | None = None
+
+
+MAX_TRIALS_SHOWN = 50
+
+
+class SweepStatus(BaseModel):
+    """A sweep's trials as its driver reports them, and the best so far."""
+
+    trials_total: int = Field(description="Trials the sweep runs.")
+    counts: dict[TrialState, int] = Field(default_factory=dict)
+    trials: list[TrialStatus] = Field(
+        default_factory=list,
+        description=f"Running trials first, then the best; at most {MAX_TRIALS_SHOWN}.",
+    )
+    trials_omitted: int = 0
+    metric: str | None = None
+    mode: Literal["max", "min"] | None = None
+    best: TrialStatus | None = None
+    cost_usd: float = Field(0.0, description="The trials' spend so far (the driver's count).")
+    trial_seconds: float = Field(0.0, description="Wall seconds of every trial, summed.")
+    saved_usd: float | None = Field(
+        None, description="What early stopping saved (when the sweep has ended)."
+    )
+    finished: bool = False
+    budget_hit: bool = False
+
+
 class RenderedManifest(BaseModel):
     job_id: str
     kind: Kind
@@ -401,6 +588,7 @@ class JobStatus(BaseModel):
     )
     cpus: float | None = None
     memory: str | None = None
+    sweep: SweepStatus | None = Field(None, description="A sweep's (RayJob's) trials.")
 
     @property
     def condition(self) -> Condition | None:
@@ -500,6 +688,7 @@ class Capacity(BaseModel):
 
 CATALOG = ToolCatalog("kubernetes")
 TRAINING_JOBS_CREATE = CATALOG.ref("training_jobs_create", CreateResult)
+TRAINING_SWEEPS_CREATE = CATALOG.ref("training_sweeps_create", CreateResult)
 MANIFESTS_RENDER = CATALOG.ref("manifests_render", RenderedManifest)
 TRAINING_JOBS_GET = CATALOG.ref("training_jobs_get", JobStatus)
 TRAINING_JOBS_WAIT = CATALOG.ref("training_jobs_wait", JobStatus)

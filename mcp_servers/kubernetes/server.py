@@ -14,14 +14,20 @@ import anyio
 from mcp.server.fastmcp import Context
 from pydantic import Field
 
-from common.errors import ErrorKind
+from common.errors import ErrorKind, InvalidArgument
 from common.settings import Settings, SettingsError
 from common.vocabulary import MAX_LOG_LINES
 from mcp_servers.framework import TrainopsMCP, hints, serve, tool
 from mcp_servers.kubernetes.backend import Backend, JobExists
 from mcp_servers.kubernetes.job_env import operator_env_problem
-from mcp_servers.kubernetes.manifests import Manifest, RenderContext, new_job_id, render
-from mcp_servers.kubernetes.policy import admit
+from mcp_servers.kubernetes.manifests import (
+    Manifest,
+    RenderContext,
+    new_job_id,
+    render,
+    render_sweep,
+)
+from mcp_servers.kubernetes.policy import admit, admit_sweep
 from mcp_servers.kubernetes.postmortem import PostMortems, collect
 from mcp_servers.kubernetes.schemas import (
     Capacity,
@@ -33,6 +39,7 @@ from mcp_servers.kubernetes.schemas import (
     LogTail,
     Phase,
     RenderedManifest,
+    SweepSpec,
     TrainingJobSpec,
 )
 
@@ -85,7 +92,7 @@ def build_server(settings: Settings) -> TrainopsMCP:
         yield AppContext(
             settings=settings,
             backend=backend,
-            render=RenderContext(settings.kubernetes, job_mlflow_uri(settings)),
+            render=RenderContext(settings.kubernetes, job_mlflow_uri(settings), settings.rates),
             post_mortems=PostMortems(settings.mlflow_tracking_uri),
         )
 
@@ -110,9 +117,23 @@ def _app(ctx: Context) -> AppContext:
     return ctx.request_context.lifespan_context
 
 
-def _prepare(spec: TrainingJobSpec, app: AppContext) -> Manifest:
+def _prepare(spec: TrainingJobSpec | SweepSpec, app: AppContext) -> Manifest:
+    if isinstance(spec, SweepSpec):
+        namespace = admit_sweep(spec, app.settings)
+        return render_sweep(spec, new_job_id(spec), namespace, app.render)
     namespace = admit(spec, app.settings)
     return render(spec, new_job_id(spec), namespace, app.render)
+
+
+async def _create(spec: TrainingJobSpec | SweepSpec, app: AppContext) -> CreateResult:
+    for _ in range(GENERATED_ID_ATTEMPTS):
+        manifest = _prepare(spec, app)
+        try:
+            return await _call(app.backend.create, manifest, spec)
+        except JobExists:
+            if spec.name is not None:  # the caller's own name: theirs to change
+                raise
+    raise JobExists("could not find a free job id; pass a name")
 
 
 async def _call(fn: Callable[..., T], *args: Any) -> T:
@@ -149,24 +170,48 @@ def _register_tools(mcp: TrainopsMCP) -> None:
         Returns at once with the job id (phase Pending); follow it with training_jobs_wait.
         Pass an idempotency_key to make retries safe: the same key returns the same job.
         """
-        app = _app(ctx)
-        for _ in range(GENERATED_ID_ATTEMPTS):
-            manifest = _prepare(spec, app)
-            try:
-                return await _call(app.backend.create, manifest, spec)
-            except JobExists:
-                if spec.name is not None:  # the caller's own name: theirs to change
-                    raise
-        raise JobExists("could not find a free job id; pass a name")
+        return await _create(spec, _app(ctx))
+
+    @tool(
+        mcp,
+        hints("Launch a Ray Tune sweep", read_only=False),
+        errors={
+            ErrorKind.INVALID_ARGUMENT: "the spec is malformed, or the sweep would fail (an "
+            "empty or inverted range, a parameter the trainer lacks, a grid over a range)",
+            ErrorKind.REFUSED: "policy forbids it: namespace, image registry, the GPU or "
+            "replica caps on its concurrent trials, or the cap on jobs active at once",
+            ErrorKind.CONFLICT: "a job with the name given exists already",
+            **UNAVAILABLE,
+        },
+    )
+    async def training_sweeps_create(spec: SweepSpec, ctx: Context) -> CreateResult:
+        """Launch a hyperparameter sweep (Ray Tune, ASHA by default) as a ray.io/v1 RayJob.
+
+        Follow it like a job (training_jobs_wait/get: its trials and the best so far; logs
+        with replica=trial-N). Pass an idempotency_key to make retries safe.
+        """
+        return await _create(spec, _app(ctx))
 
     @tool(
         mcp,
         hints("Render manifests (dry run)", read_only=True, idempotent=True),
         errors=SPEC_ERRORS,
     )
-    async def manifests_render(spec: TrainingJobSpec, ctx: Context) -> RenderedManifest:
-        """Show the manifest training_jobs_create would apply for this spec, creating nothing."""
-        manifest = _prepare(spec, _app(ctx))
+    async def manifests_render(
+        ctx: Context,
+        spec: Annotated[
+            TrainingJobSpec | None, Field(description="A job, as training_jobs_create takes.")
+        ] = None,
+        sweep: Annotated[
+            SweepSpec | None, Field(description="A sweep, as training_sweeps_create takes.")
+        ] = None,
+    ) -> RenderedManifest:
+        """Show the manifest a create would apply for a job spec or a sweep, creating nothing."""
+        if (spec is None) == (sweep is None):
+            raise InvalidArgument("give exactly one of spec (a job) or sweep")
+        chosen: TrainingJobSpec | SweepSpec | None = spec if spec is not None else sweep
+        assert chosen is not None
+        manifest = _prepare(chosen, _app(ctx))
         return RenderedManifest(
             job_id=manifest.job_id,
             kind=manifest.kind,

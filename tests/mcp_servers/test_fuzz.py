@@ -144,7 +144,7 @@ FUZZ = settings(
 @pytest.mark.parametrize("tool", kubernetes.TOOLS, ids=lambda t: t.name)
 def test_kubernetes_tools_answer_every_input_cleanly(live_kubernetes: Live, tool) -> None:
     def cancel(result: CallToolResult) -> None:  # a fuzzed spec that launches is stopped
-        if tool is kubernetes.TRAINING_JOBS_CREATE:
+        if tool in (kubernetes.TRAINING_JOBS_CREATE, kubernetes.TRAINING_SWEEPS_CREATE):
             job_id = result.structuredContent["job_id"]
             check_reply(
                 kubernetes.TRAINING_JOBS_DELETE,

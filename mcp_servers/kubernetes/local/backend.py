@@ -42,8 +42,11 @@ from mcp_servers.kubernetes.local.store import (
 from mcp_servers.kubernetes.manifests import Manifest
 from mcp_servers.kubernetes.progress import (
     CONTAINS_WINDOW_LINES,
+    SWEEP_WINDOW_BYTES,
+    SWEEP_WINDOW_LINES,
     bounded,
     last_progress,
+    progress_of,
     read_tail,
 )
 from mcp_servers.kubernetes.schemas import (
@@ -57,10 +60,19 @@ from mcp_servers.kubernetes.schemas import (
     JobSummary,
     LogTail,
     ReplicaStatus,
+    SweepSpec,
     TrainingJobSpec,
     TrainingProgress,
 )
 from mcp_servers.kubernetes.summary import job_message
+from mcp_servers.kubernetes.sweeps import (
+    TRIAL_REPLICA,
+    settled,
+    sweep_message,
+    sweep_of,
+    trial_lines,
+    trial_names,
+)
 from mcp_servers.redaction import redact_text
 
 CANCEL_TIMEOUT_S = 30.0
@@ -80,7 +92,7 @@ class LocalBackend:
 
     # -- create ----------------------------------------------------------------------------
 
-    def create(self, manifest: Manifest, spec: TrainingJobSpec) -> CreateResult:
+    def create(self, manifest: Manifest, spec: TrainingJobSpec | SweepSpec) -> CreateResult:
         key = spec.idempotency_key
         with self.store.lock():
             if key is not None:
@@ -184,14 +196,22 @@ class LocalBackend:
         state = self._state(job)
         spec = self.store.spec(job)
         master = state.replicas[0].name if state.replicas else "trainer-0"
-        progress, run_id = last_progress(job.log_file(master))
+        sweep = None
+        if state.kind == "RayJob":
+            lines, _ = read_tail(job.log_file(master), SWEEP_WINDOW_LINES, SWEEP_WINDOW_BYTES)
+            progress, run_id = progress_of(lines)
+            sweep = settled(sweep_of(lines), state.phase)
+        else:
+            progress, run_id = last_progress(job.log_file(master))
         return JobStatus(
             job_id=state.job_id,
             kind=state.kind,
             namespace=state.namespace,
             backend="local",
             phase=state.phase,
-            message=_message(state, progress),
+            message=sweep_message(sweep)
+            if sweep is not None and state.phase == "Running"
+            else _message(state, progress),
             conditions=state.conditions,
             replicas=[
                 ReplicaStatus(**r.model_dump(include=set(ReplicaStatus.model_fields)))
@@ -207,10 +227,11 @@ class LocalBackend:
             dataset=spec.get("dataset"),
             epochs=spec.get("epochs"),
             nodes=spec.get("nodes"),
-            gpus_per_node=spec.get("gpus_per_node"),
+            gpus_per_node=spec.get("gpus_per_node", spec.get("gpus_per_trial")),
             gpu_type=spec.get("gpu_type"),
-            cpus=spec.get("cpus"),
-            memory=spec.get("memory"),
+            cpus=spec.get("cpus", spec.get("cpus_per_trial")),
+            memory=spec.get("memory", spec.get("memory_per_trial")),
+            sweep=sweep,
         )
 
     async def wait(self, job_id: str, timeout_s: float, seen: Phase | None = None) -> JobStatus:
@@ -287,10 +308,25 @@ class LocalBackend:
         state = self._state(job)
         names = [r.name for r in state.replicas]
         replica = replica or (names[0] if names else "trainer-0")
+        window = CONTAINS_WINDOW_LINES if contains else tail_lines
+        driver_lines: Lines = []
+        cut = False
+        if state.kind == "RayJob" and names:  # a sweep: its trials' lines are in the driver's
+            driver_lines, cut = read_tail(
+                job.log_file(names[0]), SWEEP_WINDOW_LINES, SWEEP_WINDOW_BYTES
+            )
+            names = names + trial_names(driver_lines)
         if replica not in names:
             raise NotFound(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
-        window = CONTAINS_WINDOW_LINES if contains else tail_lines
-        if previous:
+        if TRIAL_REPLICA.match(replica) and driver_lines:
+            if previous:
+                raise NotFound(
+                    f"{replica} has no previous container: a trial's output is one stream in "
+                    "the driver's log; ask without previous"
+                )
+            picked = trial_lines(driver_lines, replica)
+            lines, truncated = picked[-window:], cut or len(picked) > window
+        elif previous:
             lines, truncated = self._previous_instance(job, replica, window)
         else:
             lines, truncated = read_tail(job.log_file(replica), max_lines=window)

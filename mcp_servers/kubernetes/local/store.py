@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel
@@ -30,7 +30,13 @@ from pydantic import BaseModel
 from common.errors import ErrorKind, TrainopsError, one_line
 from common.files import write_atomic
 from common.vocabulary import Phase
-from mcp_servers.kubernetes.schemas import Condition, JobEvent, ReplicaStatus, ResourceAmounts
+from mcp_servers.kubernetes.schemas import (
+    Condition,
+    JobEvent,
+    Kind,
+    ReplicaStatus,
+    ResourceAmounts,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,7 +73,7 @@ class LocalReplica(ReplicaStatus):
 
 class LocalJobState(BaseModel):
     job_id: str
-    kind: Literal["Job", "PyTorchJob", "TrainJob"]
+    kind: Kind
     namespace: str
     phase: Phase = "Pending"
     reason: str = "Created"

@@ -1,16 +1,23 @@
 """Read a rendered manifest the way its controller would: which replicas, with what pod.
 
 batch/v1 Job: one pod. PyTorchJob: Master + Workers from pytorchReplicaSpecs. TrainJob: numNodes
-"node" replicas of the torch runtime. The result is what the supervisor runs.
+"node" replicas of the torch runtime. RayJob: its driver. The result is what the supervisor runs.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from common.gpus import GPU_PRODUCT_LABEL
 from common.quantities import parse_bytes, parse_cpu
+from training.errors import CONFIG_ERROR_EXIT
+
+DRIVER_REPLICA = "driver"
+"""A sweep's (RayJob's) one local replica: the Tune driver."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,52 @@ def workload_from_manifest(manifest: dict[str, Any]) -> Workload:
             backoff_limit=6,
             active_deadline_seconds=None,
         )
+    if kind == "RayJob":
+        return _rayjob(spec)
     raise ValueError(f"the local backend cannot run kind {kind!r}")
+
+
+def _rayjob(spec: dict[str, Any]) -> Workload:
+    """A RayJob here: its entrypoint as one `driver` process with the head's env and volumes
+    and the runtime env's variables; the driver's `ray.init()` starts a Ray on this machine
+    sized to the trials. What is reserved is the worker group's (the trials'); the head's pod,
+    which holds the GCS and the driver on a cluster, is this machine's few idle threads here.
+    backoffLimit retries the driver, which resumes the sweep."""
+    cluster = spec.get("rayClusterSpec") or {}
+    head = _pod_plan(cluster["headGroupSpec"]["template"]["spec"])
+    runtime_env = yaml.safe_load(spec.get("runtimeEnvYAML") or "") or {}
+    env = {**head.env, **{str(k): str(v) for k, v in (runtime_env.get("env_vars") or {}).items()}}
+    cpus, memory, gpus = 0.0, 0, 0
+    selector = dict(head.node_selector)
+    for group in cluster.get("workerGroupSpecs") or []:
+        worker = _pod_plan(group["template"]["spec"])
+        count = group.get("replicas", group.get("minReplicas", 1))
+        cpus += worker.cpus * count
+        memory += worker.memory_bytes * count
+        gpus += worker.gpus * count
+        selector.update(worker.node_selector)
+    driver = PodPlan(
+        container_name=head.container_name,
+        command=shlex.split(spec["entrypoint"]),
+        args=[],
+        env=env,
+        secret_env=head.secret_env,
+        mounts=head.mounts,
+        cpus=cpus,
+        memory_bytes=memory,
+        gpus=gpus,
+        node_selector=selector,
+    )
+    return Workload(
+        kind="RayJob",
+        replicas=[ReplicaPlan(name=DRIVER_REPLICA, type="Driver", index=0, pod=driver)],
+        restart_on_failure=True,
+        backoff_limit=spec.get("backoffLimit", 0),
+        active_deadline_seconds=spec.get("activeDeadlineSeconds"),
+        operator_env=False,
+        # Bad flags or data fail the driver before Ray starts, the same way every time.
+        fail_job_exit_codes=frozenset({CONFIG_ERROR_EXIT}),
+    )
 
 
 def _fail_job_exit_codes(policy: dict[str, Any]) -> frozenset[int]:
