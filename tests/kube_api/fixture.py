@@ -38,9 +38,9 @@ from tests.kube_api.operators import (
     JobSetController,
     PyTorchJobController,
     RayClusterController,
+    RayImage,
     RayJobController,
     TrainJobController,
-    ray_image,
 )
 from tests.kube_api.outcomes import Outcome, Scripts
 from tests.kube_api.rbac import NAMESPACE, Rbac
@@ -296,7 +296,7 @@ class KubeApi:
             self._seed_node(node)
         recorder = Recorder(self.store)
         self.scripts = Scripts(self.store)
-        hooks = [ray_image] if "ray.io" in self._groups else []
+        hooks = [RayImage(self.store, self.ray_address)] if "ray.io" in self._groups else []
         self.kubelet = Kubelet(
             self.registry,
             recorder,
@@ -321,7 +321,7 @@ class KubeApi:
             reconcilers.append(JobSetController(self.registry, recorder).step)
         if "ray.io" in self._groups:
             reconcilers.append(RayClusterController(self.registry, recorder).step)
-            reconcilers.append(RayJobController(self.registry, recorder, self.ray_address).step)
+            reconcilers.append(RayJobController(self.registry, recorder).step)
         reconcilers.append(Scheduler(self.store, recorder, self.scripts).step)
         self.manager = ControllerManager(self.store, reconcilers)
         self.kubeconfig = self.root / "kubeconfig"

@@ -6,7 +6,10 @@ environment first, PYTHONPATH at the project root. A container gets exactly its 
 and ConfigMap references resolved, $(VAR) expanded) on top of that; mount paths (/data,
 /checkpoints, /tmp, /dev/termination-log) in its command, args and env are mapped to host
 folders (one per PersistentVolumeClaim, shared by its pods; one per emptyDir). Each container
-instance logs to its own file, so `previous=true` serves the one before."""
+instance logs to its own file, so `previous=true` serves the one before. An image hook may run
+something else in a container's place: a command of its own, or (`Borrowed`) another container's
+command line with that container's env and mounts, as a Ray head runs the job a submitter hands
+it."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -49,7 +53,21 @@ FALLBACK_LINES, FALLBACK_BYTES = 80, 2048
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOLD_COMMAND = ["sleep", "2147483647"]
 
-ImageHook = Callable[[dict[str, Any], dict[str, Any]], list[str] | None]
+
+@dataclass(frozen=True)
+class Borrowed:
+    """A shell command line to run in a container's place as another container would run it:
+    with that container's env on top of this one's, and its volume mounts (PersistentVolumeClaims
+    are the same host folders as that container's; an emptyDir is one of this pod's). Paths in
+    the line's words and in the env are mapped through them; the line is a simple command."""
+
+    command_line: str
+    env: Mapping[str, str]
+    volumes: Sequence[Mapping[str, Any]] = ()
+    mounts: Sequence[Mapping[str, Any]] = ()
+
+
+ImageHook = Callable[[dict[str, Any], dict[str, Any]], list[str] | Borrowed | None]
 """What an image does with a container instead of running its command (None: run it)."""
 
 
@@ -110,6 +128,16 @@ def image_id(image: str) -> str:
 
 class ConfigError(Exception):
     pass
+
+
+def reap_container(proc: subprocess.Popen[bytes]) -> None:
+    """What a container runtime does once a container's first process has ended: the processes
+    left in it die with its PID namespace. Here a container is the session its first process
+    led (its children that left its process group, or were orphaned, are still in it)."""
+    for other in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if other.pid != proc.pid and os.getsid(other.pid) == proc.pid:
+                other.kill()
 
 
 def kill_tree(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -443,7 +471,9 @@ class PodWorker(threading.Thread):
                 hooked = hook(self.pod, state.spec)
                 if hooked is not None:
                     break
-            if hooked is not None:
+            if isinstance(hooked, Borrowed):
+                argv, env, mapping = self._borrow(hooked, env, mapping)
+            elif hooked is not None:
                 argv = hooked
             else:
                 argv = [*(state.spec.get("command") or []), *(state.spec.get("args") or [])]
@@ -534,10 +564,11 @@ class PodWorker(threading.Thread):
         if instance is None or instance.proc is None or state.phase != "running":
             return
         code = instance.proc.returncode
-        if instance.reader is not None:
-            instance.reader.join(2)
         if code is None:
             code = instance.proc.wait()
+        reap_container(instance.proc)
+        if instance.reader is not None:
+            instance.reader.join(2)
         code = code if code >= 0 else 128 - code
         if instance.oom:
             reason, code = "OOMKilled", 137
@@ -642,47 +673,66 @@ class PodWorker(threading.Thread):
     # -- environment and files -----------------------------------------------------------
 
     def _prepare_volumes(self, pod: dict[str, Any]) -> None:
-        ns = pod["metadata"]["namespace"]
-        self.volumes: dict[str, Path] = {}
-        for volume in pod["spec"].get("volumes") or []:
-            name = volume["name"]
-            if "persistentVolumeClaim" in volume:
-                path = (
-                    self.kubelet.root
-                    / "volumes"
-                    / ns
-                    / volume["persistentVolumeClaim"]["claimName"]
-                )
-            elif "hostPath" in volume:
-                path = self.kubelet.root / "hostpath" / volume["hostPath"]["path"].strip("/")
-            else:
-                path = self.dir / "volumes" / name
-            path.mkdir(parents=True, exist_ok=True)
-            if "configMap" in volume:
-                cm = self.kubelet.store.get(("", "configmaps", ns, volume["configMap"]["name"]))
-                for key, value in ((cm or {}).get("data") or {}).items():
-                    (path / key).write_text(value)
-            if "secret" in volume:
-                secret = self.kubelet.store.get(("", "secrets", ns, volume["secret"]["secretName"]))
-                for key, value in ((secret or {}).get("data") or {}).items():
-                    (path / key).write_bytes(base64.b64decode(value))
-            self.volumes[name] = path
+        self.volumes: dict[str, Path] = {
+            volume["name"]: self._volume(volume, self.dir / "volumes")
+            for volume in pod["spec"].get("volumes") or []
+        }
+
+    def _volume(self, volume: Mapping[str, Any], own: Path) -> Path:
+        """The host folder of a volume, filled; `own`: where this pod's own volumes go."""
+        ns = self.pod["metadata"]["namespace"]
+        if "persistentVolumeClaim" in volume:
+            path = self.kubelet.root / "volumes" / ns / volume["persistentVolumeClaim"]["claimName"]
+        elif "hostPath" in volume:
+            path = self.kubelet.root / "hostpath" / volume["hostPath"]["path"].strip("/")
+        else:
+            path = own / volume["name"]
+        path.mkdir(parents=True, exist_ok=True)
+        if "configMap" in volume:
+            cm = self.kubelet.store.get(("", "configmaps", ns, volume["configMap"]["name"]))
+            for key, value in ((cm or {}).get("data") or {}).items():
+                (path / key).write_text(value)
+        if "secret" in volume:
+            secret = self.kubelet.store.get(("", "secrets", ns, volume["secret"]["secretName"]))
+            for key, value in ((secret or {}).get("data") or {}).items():
+                (path / key).write_bytes(base64.b64decode(value))
+        return path
 
     def _mapping(self, container: dict[str, Any], instance: Instance) -> list[tuple[str, Path]]:
         """Container path prefix -> host path, the longest prefixes first."""
+        pairs = self._mounts(container.get("volumeMounts") or [], self.volumes)
+        path = container.get("terminationMessagePath", "/dev/termination-log")
+        pairs.append((path, instance.termination_file))
+        pairs.sort(key=lambda p: len(p[0]), reverse=True)
+        return pairs
+
+    @staticmethod
+    def _mounts(
+        mounts: Sequence[Mapping[str, Any]], volumes: Mapping[str, Path]
+    ) -> list[tuple[str, Path]]:
         pairs: list[tuple[str, Path]] = []
-        for mount in container.get("volumeMounts") or []:
-            host = self.volumes.get(mount["name"])
+        for mount in mounts:
+            host = volumes.get(mount["name"])
             if host is None:
                 continue
             if mount.get("subPath"):
                 host = host / mount["subPath"]
                 host.mkdir(parents=True, exist_ok=True)
             pairs.append((mount["mountPath"].rstrip("/") or "/", host))
-        path = container.get("terminationMessagePath", "/dev/termination-log")
-        pairs.append((path, instance.termination_file))
-        pairs.sort(key=lambda p: len(p[0]), reverse=True)
         return pairs
+
+    def _borrow(
+        self, run: Borrowed, env: dict[str, str], mapping: list[tuple[str, Path]]
+    ) -> tuple[list[str], dict[str, str], list[tuple[str, Path]]]:
+        """argv, env and path mapping of a command line run as another container runs it."""
+        own = self.dir / "volumes" / "borrowed"
+        volumes = {v["name"]: self._volume(v, own) for v in run.volumes}
+        mapping = [*self._mounts(run.mounts, volumes), *mapping]
+        mapping.sort(key=lambda p: len(p[0]), reverse=True)
+        added = {k: self._host_path(expand(v, env), mapping) for k, v in run.env.items()}
+        words = [self._host_path(word, mapping) for word in shlex.split(run.command_line)]
+        # As a Ray job agent runs an entry point: in a shell, here replaced by the command.
+        return ["sh", "-c", "exec " + shlex.join(words)], {**env, **added}, mapping
 
     @staticmethod
     def _host_path(value: str, mapping: list[tuple[str, Path]]) -> str:
@@ -972,6 +1022,7 @@ class Kubelet:
                 kill_tree(proc, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(5)
+            reap_container(proc)
 
     def track(self, proc: subprocess.Popen[bytes]) -> None:
         with self._lock:

@@ -6,7 +6,10 @@
   activeDeadlineSeconds, cleanPodPolicy, ttlSecondsAfterFinished).
 - trainer.kubeflow.org/v1alpha1 TrainJob (Trainer v2) -> a JobSet -> an Indexed batch/v1 Job per
   replicated job -> pods <trainjob>-node-0-<index>-<suffix>.
-- ray.io/v1 RayJob (KubeRay) -> a RayCluster (head and worker pods) and a submitter Job.
+- ray.io/v1 RayJob (KubeRay, K8sJobMode) -> a RayCluster (head and worker pods) and a submitter
+  Job whose pod runs the entry point as the head would (see RayImage); jobDeploymentStatus and
+  jobStatus as KubeRay sets them, activeDeadlineSeconds, backoffLimit (Retrying: a new cluster
+  and submitter), shutdownAfterJobFinishes, and the finalizer that stops the Ray job.
 
 The local addresses: every pod runs on this machine, so master addresses are 127.0.0.1 and
 master ports are free ports.
@@ -15,9 +18,12 @@ master ports are free ports.
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import time
 from typing import Any
+
+import yaml
 
 from tests.kube_api.controllers import (
     INDEX_LABEL,
@@ -30,8 +36,9 @@ from tests.kube_api.controllers import (
 )
 from tests.kube_api.errors import ApiError
 from tests.kube_api.events import Recorder
+from tests.kube_api.kubelet import HOLD_COMMAND, Borrowed
 from tests.kube_api.registry import Registry, random_suffix
-from tests.kube_api.store import clone, now, parse_time
+from tests.kube_api.store import Store, clone, now, parse_time
 
 TRAINING_OPERATOR = "pytorchjob-controller"
 TRAINER = "trainjob-controller"
@@ -703,19 +710,64 @@ class JobSetController(Operator):
 # -- RayCluster, RayJob ----------------------------------------------------------------------
 
 RAY_NODE_TYPE = "ray.io/node-type"
+ORIGINATED_FROM_NAME = "ray.io/originated-from-cr-name"
+ORIGINATED_FROM_CRD = "ray.io/originated-from-crd"
+RAYJOB_FINALIZER = "ray.io/rayjob-finalizer"
 
 
-def ray_image(pod: dict[str, Any], container: dict[str, Any]) -> list[str] | None:
-    """What the Ray image does here: head and worker nodes idle (no Ray runs on this machine),
-    the submitter runs the job's entrypoint itself, once."""
-    labels = pod["metadata"].get("labels") or {}
-    if labels.get(RAY_NODE_TYPE) in ("head", "worker"):
-        return ["sleep", "2147483647"]
-    command = [*(container.get("command") or []), *(container.get("args") or [])]
-    if command[:3] == ["ray", "job", "submit"] and "--" in command:
-        entrypoint = " ".join(command[command.index("--") + 1 :])
-        return ["sh", "-c", entrypoint]
-    return None
+class RayImage:
+    """What the Ray image does here. Head and worker nodes idle: no Ray runs on this machine.
+    The submitter's `ray job submit` runs the job's entry point itself, once, as the head's job
+    agent would run it: with the head container's env and volume mounts, the runtime env's
+    env_vars, and RAY_ADDRESS `ray_address` when given (without it, `ray.init()` in the entry
+    point starts a Ray of its own). Its output is the submitter's log, as `ray job submit`
+    follows the job's; its exit is the Ray job's."""
+
+    def __init__(self, store: Store, ray_address: str | None = None) -> None:
+        self.store = store
+        self.ray_address = ray_address
+
+    def __call__(
+        self, pod: dict[str, Any], container: dict[str, Any]
+    ) -> list[str] | Borrowed | None:
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get(RAY_NODE_TYPE) in ("head", "worker"):
+            return list(HOLD_COMMAND)
+        command = [*(container.get("command") or []), *(container.get("args") or [])]
+        if command[:3] != ["ray", "job", "submit"] or "--" not in command:
+            return None
+        at = command.index("--")
+        options = command[3:at]
+        runtime_env: dict[str, Any] = {}
+        if "--runtime-env-json" in options:
+            runtime_env = json.loads(options[options.index("--runtime-env-json") + 1])
+        job = self.store.get(
+            (
+                "ray.io",
+                "rayjobs",
+                pod["metadata"]["namespace"],
+                labels.get(ORIGINATED_FROM_NAME, ""),
+            )
+        )
+        cluster = ((job or {}).get("spec") or {}).get("rayClusterSpec") or {}
+        head = (cluster.get("headGroupSpec") or {}).get("template") or {}
+        head_spec = head.get("spec") or {}
+        ray_container = (head_spec.get("containers") or [{}])[0]
+        env = {
+            e["name"]: e.get("value", "")
+            for e in ray_container.get("env") or []
+            if "valueFrom" not in e
+        }
+        env |= {k: str(v) for k, v in (runtime_env.get("env_vars") or {}).items()}
+        env.pop("RAY_ADDRESS", None)
+        if self.ray_address:
+            env["RAY_ADDRESS"] = self.ray_address
+        return Borrowed(
+            command_line=" ".join(command[at + 1 :]),
+            env=env,
+            volumes=head_spec.get("volumes") or [],
+            mounts=ray_container.get("volumeMounts") or [],
+        )
 
 
 class RayClusterController(Operator):
@@ -873,15 +925,13 @@ class RayClusterController(Operator):
 
 class RayJobController(Operator):
     """KubeRay's RayJob in K8sJobMode: a RayCluster, then a submitter Job named after the
-    RayJob; jobStatus follows the submitter (this machine runs no Ray dashboard to ask).
-    `ray_address`, when given, is the RAY_ADDRESS the entrypoint gets (a local Ray head);
-    without it `ray.init()` in the entrypoint starts a Ray of its own."""
+    RayJob; jobStatus follows the submitter's pod, which runs the entry point (RayImage), as
+    this machine runs no Ray dashboard to ask. A failed attempt is retried up to backoffLimit
+    times with a new cluster and submitter (not after its deadline); deleting a RayJob stops
+    its Ray job (the submitter's process here) before its finalizer goes."""
 
-    def __init__(
-        self, registry: Registry, recorder: Recorder, ray_address: str | None = None
-    ) -> None:
+    def __init__(self, registry: Registry, recorder: Recorder) -> None:
         super().__init__(registry, recorder, KUBERAY_JOB)
-        self.ray_address = ray_address
 
     def step(self) -> None:
         jobs, _ = self.store.objects("ray.io", "rayjobs")
@@ -892,7 +942,12 @@ class RayJobController(Operator):
 
     def reconcile(self, job: dict[str, Any]) -> None:
         meta, spec = job["metadata"], job.get("spec") or {}
+        key = key_of(job, "ray.io", "rayjobs")
         if meta.get("deletionTimestamp"):
+            # KubeRay stops a Ray job that has not ended: here its driver is the submitter's
+            # process, which goes with the submitter (the garbage collector deletes it).
+            if RAYJOB_FINALIZER in (meta.get("finalizers") or []):
+                self.registry.remove_finalizer(key, RAYJOB_FINALIZER)
             return
         name, ns = meta["name"], meta["namespace"]
         before = clone(job.get("status") or {})
@@ -901,7 +956,20 @@ class RayJobController(Operator):
         if deployment in ("Complete", "Failed"):
             self._shutdown(job)
             return
-        if not deployment:
+        if deployment == "Retrying":
+            self._retry(job)
+            return
+        if deployment in ("", "New"):
+            if RAYJOB_FINALIZER not in (meta.get("finalizers") or []):
+
+                def hold(obj: dict[str, Any]) -> dict[str, Any]:
+                    obj["metadata"]["finalizers"] = [
+                        *(obj["metadata"].get("finalizers") or []),
+                        RAYJOB_FINALIZER,
+                    ]
+                    return obj
+
+                self.store.mutate(key, hold)
             cluster_name = f"{name}-{random_suffix()}"
             status.update(
                 jobId=spec.get("jobId") or f"{name}-{random_suffix()}",
@@ -922,8 +990,9 @@ class RayJobController(Operator):
                     "namespace": ns,
                     "labels": {
                         **(meta.get("labels") or {}),
-                        "ray.io/originated-from-crd": "RayJob",
-                        "ray.io/originated-from-cr-name": name,
+                        ORIGINATED_FROM_CRD: "RayJob",
+                        ORIGINATED_FROM_NAME: name,
+                        "ray.io/job-submission-mode": spec.get("submissionMode", "K8sJobMode"),
                     },
                     "ownerReferences": [controller_ref(job)],
                 },
@@ -944,6 +1013,7 @@ class RayJobController(Operator):
                 f"{status['startTime']}. ActiveDeadlineSeconds: {deadline}",
                 endTime=now(),
             )
+            status["failed"] = status.get("failed", 0) + 1  # never retried: see _failed
             self._stop_submitter(job)
             self.write_status(job, "ray.io", "rayjobs")
             return
@@ -983,11 +1053,35 @@ class RayJobController(Operator):
                     message=f"Job entrypoint command failed with exit code {code}",
                     endTime=now(),
                 )
-                status["failed"] = status.get("failed", 0) + 1
                 self._stop_submitter(job)
+                self._failed(job)
             elif any(phase(p) == "Running" for p in pods):
                 status["jobStatus"] = "RUNNING"
         if status != before:
+            self.write_status(job, "ray.io", "rayjobs")
+
+    def _failed(self, job: dict[str, Any]) -> None:
+        """An attempt failed: counted, and retried while backoffLimit allows (as KubeRay's
+        checkBackoffLimitAndUpdateStatusIfNeeded)."""
+        status, limit = job["status"], (job.get("spec") or {}).get("backoffLimit")
+        status["failed"] = status.get("failed", 0) + 1
+        if limit is not None and status["failed"] < limit + 1:
+            status["jobDeploymentStatus"] = "Retrying"
+
+    def _retry(self, job: dict[str, Any]) -> None:
+        """Retrying: the cluster and the submitter go, then the RayJob starts again, New."""
+        meta, status = job["metadata"], job["status"]
+        ns = meta["namespace"]
+        cluster = self.store.get(("ray.io", "rayclusters", ns, status.get("rayClusterName", "")))
+        submitter = self.store.get(("batch", "jobs", ns, meta["name"]))
+        if cluster is not None:
+            self.delete(cluster, "ray.io", "rayclusters")
+        if submitter is not None:
+            self.delete(submitter, "batch", "jobs")
+        if cluster is None and submitter is None:
+            job["status"] = {
+                k: status[k] for k in ("failed", "succeeded", "observedGeneration") if k in status
+            } | {"jobDeploymentStatus": "New"}
             self.write_status(job, "ray.io", "rayjobs")
 
     def _create_submitter(self, job: dict[str, Any], cluster: dict[str, Any]) -> None:
@@ -997,12 +1091,7 @@ class RayJobController(Operator):
         head_container = ((head.get("spec") or {}).get("containers") or [{}])[0]
         address = f"http://{cluster['metadata']['name']}-head-svc.{ns}.svc.cluster.local:8265"
         template = clone(spec.get("submitterPodTemplate") or {})
-        if not template:
-            env = [
-                e for e in clone(head_container.get("env") or []) if e.get("name") != "RAY_ADDRESS"
-            ]
-            if self.ray_address:
-                env.append({"name": "RAY_ADDRESS", "value": self.ray_address})
+        if not template:  # KubeRay's default submitter: the head's image, no env of its own
             template = {
                 "spec": {
                     "restartPolicy": "Never",
@@ -1010,7 +1099,6 @@ class RayJobController(Operator):
                         {
                             "name": "ray-job-submitter",
                             "image": head_container.get("image", "rayproject/ray:2.46.0"),
-                            "env": env,
                             "resources": {
                                 "limits": {"cpu": "1", "memory": "1Gi"},
                                 "requests": {"cpu": "500m", "memory": "200Mi"},
@@ -1020,12 +1108,12 @@ class RayJobController(Operator):
                 }
             }
         container = template["spec"]["containers"][0]
+        submit = ["ray", "job", "submit", "--address", address]
+        if spec.get("runtimeEnvYAML"):
+            runtime_env = yaml.safe_load(spec["runtimeEnvYAML"]) or {}
+            submit += ["--runtime-env-json", json.dumps(runtime_env)]
         container["command"] = [
-            "ray",
-            "job",
-            "submit",
-            "--address",
-            address,
+            *submit,
             "--submission-id",
             status["jobId"],
             "--",
@@ -1033,16 +1121,19 @@ class RayJobController(Operator):
         ]
         container.setdefault("env", []).extend(
             [
+                {"name": "PYTHONUNBUFFERED", "value": "1"},
                 {"name": "RAY_DASHBOARD_ADDRESS", "value": address.removeprefix("http://")},
                 {"name": "RAY_JOB_SUBMISSION_ID", "value": status["jobId"]},
             ]
         )
         template["spec"].setdefault("restartPolicy", "Never")
         labels = {
-            "ray.io/originated-from-crd": "RayJob",
-            "ray.io/originated-from-cr-name": name,
+            ORIGINATED_FROM_CRD: "RayJob",
+            ORIGINATED_FROM_NAME: name,
             "app.kubernetes.io/created-by": "kuberay-operator",
         }
+        # KubeRay labels the submitter's pods as it labels the Job.
+        template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
         body = {
             "apiVersion": "batch/v1",
             "kind": "Job",

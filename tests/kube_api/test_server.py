@@ -922,10 +922,8 @@ def test_a_trainjob_runs_its_nodes_as_an_indexed_job_of_a_jobset(
     )
 
 
-@needs_crds
-def test_a_rayjob_runs_its_entrypoint_on_a_ray_cluster_of_its_own(
-    k8s: Clients, open_api: KubeApi
-) -> None:
+def rayjob(name: str, entrypoint: str, **spec: Any) -> dict[str, Any]:
+    """A RayJob of a head (its env SWEEP=7) and one worker, shut down when it ends."""
     head = {
         "containers": [
             {
@@ -936,28 +934,28 @@ def test_a_rayjob_runs_its_entrypoint_on_a_ray_cluster_of_its_own(
         ]
     }
     worker = {"containers": [{"name": "ray-worker", "image": "rayproject/ray:2.46.0"}]}
-    body = {
+    group = {"groupName": "cpu", "replicas": 1, "minReplicas": 1, "maxReplicas": 1}
+    return {
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
-        "metadata": {"name": "sweep"},
+        "metadata": {"name": name},
         "spec": {
-            "entrypoint": "python -c \"import os; print('trials', os.environ['SWEEP'])\"",
+            "entrypoint": entrypoint,
             "rayClusterSpec": {
                 "headGroupSpec": {"rayStartParams": {}, "template": {"spec": head}},
-                "workerGroupSpecs": [
-                    {
-                        "groupName": "cpu",
-                        "replicas": 1,
-                        "minReplicas": 1,
-                        "maxReplicas": 1,
-                        "rayStartParams": {},
-                        "template": {"spec": worker},
-                    }
-                ],
+                "workerGroupSpecs": [{**group, "rayStartParams": {}, "template": {"spec": worker}}],
             },
             "shutdownAfterJobFinishes": True,
+            **spec,
         },
     }
+
+
+@needs_crds
+def test_a_rayjob_runs_its_entrypoint_on_a_ray_cluster_of_its_own(
+    k8s: Clients, open_api: KubeApi
+) -> None:
+    body = rayjob("sweep", "python -c \"import os; print('trials', os.environ['SWEEP'])\"")
     k8s.custom.create_namespaced_custom_object("ray.io", "v1", NS, "rayjobs", body)
 
     def finished() -> dict[str, Any] | None:
@@ -980,6 +978,71 @@ def test_a_rayjob_runs_its_entrypoint_on_a_ray_cluster_of_its_own(
         timeout=10,
         what="cluster shut down",
     )
+
+
+@needs_crds
+def test_a_failed_rayjob_is_retried_on_a_new_ray_cluster_up_to_its_backoff_limit(
+    k8s: Clients, open_api: KubeApi
+) -> None:
+    code = "import os, sys; print(os.environ['ATTEMPT'], os.environ['SWEEP']); sys.exit(3)"
+    body = rayjob(
+        "flaky",
+        f'python -c "{code}"',
+        backoffLimit=1,
+        runtimeEnvYAML="env_vars:\n  ATTEMPT: again\n",
+    )
+    k8s.custom.create_namespaced_custom_object("ray.io", "v1", NS, "rayjobs", body)
+    clusters: set[str] = set()
+
+    def failed_for_good() -> dict[str, Any] | None:
+        status = (open_api.get("ray.io", "rayjobs", "flaky") or {}).get("status") or {}
+        if status.get("rayClusterName"):
+            clusters.add(status["rayClusterName"])
+        return status if status.get("jobDeploymentStatus") == "Failed" else None
+
+    status = wait_for(failed_for_good, timeout=60, what="the RayJob's last attempt failed")
+    assert (status["jobStatus"], status["reason"], status["failed"]) == ("FAILED", "AppFailed", 2)
+    assert status["message"] == "Job entrypoint command failed with exit code 3"
+    assert len(clusters) == 2  # an attempt, a Ray cluster
+    # The entry point ran as on the head: the head's env and the runtime env's.
+    (submitter,) = pods_of(open_api, "job-name=flaky")
+    assert log_of(k8s, submitter["metadata"]["name"]) == "again 7\n"
+    labels = submitter["metadata"]["labels"]
+    assert labels["ray.io/originated-from-cr-name"] == "flaky"
+    command = submitter["spec"]["containers"][0]["command"]
+    assert json.loads(command[command.index("--runtime-env-json") + 1]) == {
+        "env_vars": {"ATTEMPT": "again"}
+    }
+
+
+@needs_crds
+def test_deleting_a_running_rayjob_stops_its_driver_and_removes_its_ray_cluster(
+    k8s: Clients, open_api: KubeApi
+) -> None:
+    body = rayjob("long", "sleep 600")
+    k8s.custom.create_namespaced_custom_object("ray.io", "v1", NS, "rayjobs", body)
+
+    def running() -> dict[str, Any] | None:
+        obj = open_api.get("ray.io", "rayjobs", "long")
+        return obj if ((obj or {}).get("status") or {}).get("jobStatus") == "RUNNING" else None
+
+    obj = wait_for(running, timeout=30, what="the Ray job running")
+    assert obj["status"]["jobDeploymentStatus"] == "Running"
+    assert obj["metadata"]["finalizers"] == ["ray.io/rayjob-finalizer"]
+    assert open_api.processes()
+    k8s.custom.delete_namespaced_custom_object(
+        "ray.io", "v1", NS, "rayjobs", "long", propagation_policy="Foreground"
+    )
+    wait_for(
+        lambda: open_api.get("ray.io", "rayjobs", "long") is None,
+        timeout=30,
+        what="the RayJob gone",
+    )
+    # Foreground: it went once what it owns had gone.
+    assert open_api.objects("ray.io", "rayclusters") == []
+    assert open_api.objects("batch", "jobs") == []
+    assert open_api.objects("", "pods", NS) == []
+    assert open_api.processes() == []
 
 
 # -- watches -----------------------------------------------------------------------------------

@@ -3,6 +3,10 @@
 Stateless like the local backend: every answer is read from the cluster (the job objects, their
 pods, events and logs), so restarted or parallel servers agree. What outlives a job's objects is
 kept on the cluster too: a cancelled job leaves a small ConfigMap with its final status.
+
+A sweep is a RayJob: its submitter pod is the driver replica, whose log is the driver's (KubeRay's
+`ray job submit` follows it), and its trials are read out of that log as the local backend reads
+them out of its driver's file.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from mcp_servers.kubernetes.cluster.kinds import (
     LOOKUP_ORDER,
     KindInfo,
     replica_name,
-    replica_of,
+    replicas_of,
 )
 from mcp_servers.kubernetes.cluster.nodes import capacities, could_ever_fit, gpu_product_of
 from mcp_servers.kubernetes.cluster.watching import PhaseWatch
@@ -42,8 +46,11 @@ from mcp_servers.kubernetes.manifests import (
 )
 from mcp_servers.kubernetes.progress import (
     CONTAINS_WINDOW_LINES,
+    ERROR_WINDOW_LINES,
     MAX_TAIL_BYTES,
     PROGRESS_WINDOW_LINES,
+    SWEEP_WINDOW_BYTES,
+    SWEEP_WINDOW_LINES,
     bounded,
     error_line_of,
     progress_of,
@@ -59,9 +66,18 @@ from mcp_servers.kubernetes.schemas import (
     JobSummary,
     Kind,
     LogTail,
+    SweepSpec,
+    SweepStatus,
     TrainingJobSpec,
 )
 from mcp_servers.kubernetes.summary import job_message
+from mcp_servers.kubernetes.sweeps import (
+    settled,
+    sweep_message,
+    sweep_of,
+    trial_lines,
+    trial_names,
+)
 from mcp_servers.redaction import redact_text
 
 FIELD_MANAGER = "trainops"
@@ -184,7 +200,7 @@ class ClusterBackend:
 
     # -- create ------------------------------------------------------------------------------
 
-    def create(self, manifest: Manifest, spec: TrainingJobSpec) -> CreateResult:
+    def create(self, manifest: Manifest, spec: TrainingJobSpec | SweepSpec) -> CreateResult:
         info = self._require(manifest.kind)
         namespace = manifest.namespace
         if spec.idempotency_key is not None:
@@ -199,9 +215,7 @@ class ClusterBackend:
                     phase=status.phase,
                     created=False,
                 )
-        if self._get_object(info, namespace, manifest.job_id) is not None or self._tombstone(
-            namespace, manifest.job_id
-        ):
+        if self._name_taken(namespace, manifest.job_id):
             raise JobExists(
                 f"a job named {manifest.job_id} already exists; choose another name or omit it"
             )
@@ -235,11 +249,21 @@ class ClusterBackend:
             created=True,
         )
 
+    def _name_taken(self, namespace: str, name: str) -> bool:
+        """A job of any kind has the name (a RayJob's submitter would take a Job's), or had it."""
+        if self._tombstone(namespace, name) is not None:
+            return True
+        return any(
+            self._get_object(KINDS[kind], namespace, name) is not None
+            for kind in self._served_kinds()
+        )
+
     def _find_by_key(self, namespace: str, key: str) -> str | None:
         selector = f"{MANAGED_SELECTOR},{IDEMPOTENCY_LABEL}={idempotency_hash(key)}"
         for kind in self._served_kinds():
             for obj in self._list_objects(KINDS[kind], namespace, selector):
-                return str(obj["metadata"]["name"])
+                if not _controlled(obj):
+                    return str(obj["metadata"]["name"])
         return None
 
     def _active_jobs(self) -> int:
@@ -253,7 +277,10 @@ class ClusterBackend:
         for namespace in self.settings.kubernetes.allowed_namespaces:
             for kind in self._served_kinds():
                 for obj in self._list_objects(KINDS[kind], namespace, MANAGED_SELECTOR):
-                    yield KINDS[kind], namespace, obj
+                    # A controller's child carries its job's labels (a TrainJob's batch Jobs):
+                    # trainops' jobs are the objects no controller owns.
+                    if not _controlled(obj):
+                        yield KINDS[kind], namespace, obj
 
     def _phase_of(self, info: KindInfo, namespace: str, obj: dict[str, Any]) -> Phase:
         # List items carry no kind: the kind is the list's.
@@ -285,16 +312,23 @@ class ClusterBackend:
         pending = [p for p in pods if _unschedulable(p)]
         never_fits = bool(pending) and not any(could_ever_fit(p, load_nodes()) for p in pending)
         read = reading.read(info.kind, obj, pods, never_fits=never_fits)
-        master = read.replicas[0].name if read.replicas else None
-        lines = self._log_lines(info, namespace, pods, master, PROGRESS_WINDOW_LINES)
+        sweep: SweepStatus | None = None
+        if info.kind == "RayJob":  # the driver's log: every trial's lines, the sweep's events
+            lines, _ = self._driver_log(info, namespace, pods)
+            sweep = settled(sweep_of(lines), read.phase)
+        else:
+            master = read.replicas[0].name if read.replicas else None
+            lines = self._log_lines(info, namespace, pods, master, PROGRESS_WINDOW_LINES)
         progress, run_id = progress_of(lines)
         if read.phase == "Failed" and read.failed_replica is not None:
-            failed_lines = self._log_lines(info, namespace, pods, read.failed_replica, 400)
+            failed_lines = self._log_lines(
+                info, namespace, pods, read.failed_replica, ERROR_WINDOW_LINES
+            )
             if line := error_line_of(failed_lines):
                 read.detail = f"{read.detail}; {redact_text(line)}" if read.detail else line
         spec = _spec_summary(obj)
         gpu_product = None
-        if spec.get("gpus_per_node") and read.node_names:
+        if (spec.get("gpus_per_node") or spec.get("gpus_per_trial")) and read.node_names:
             gpu_product = gpu_product_of(read.node_names, load_nodes())
         return JobStatus(
             job_id=name,
@@ -302,7 +336,9 @@ class ClusterBackend:
             namespace=namespace,
             backend="cluster",
             phase=read.phase,
-            message=job_message(
+            message=sweep_message(sweep)
+            if sweep is not None and read.phase == "Running"
+            else job_message(
                 read.phase,
                 read.reason,
                 redact_text(read.detail),
@@ -320,7 +356,8 @@ class ClusterBackend:
             progress=progress,
             mlflow_run_id=run_id,
             gpu_product=gpu_product,
-            **{k: spec.get(k) for k in _SPEC_STATUS_FIELDS},
+            sweep=sweep,
+            **_spec_status_fields(spec),
         )
 
     async def wait(self, job_id: str, timeout_s: float, seen: Phase | None = None) -> JobStatus:
@@ -382,7 +419,10 @@ class ClusterBackend:
     def events(self, job_id: str, limit: int) -> JobEvents:
         info, namespace, obj = self._locate(job_id)
         pods = self._pods(info, namespace, job_id) if obj is not None else []
-        names = {job_id: None} | {p["metadata"]["name"]: _replica_label(info.kind, p) for p in pods}
+        replicas = _replica_labels(info.kind, pods)
+        # A RayJob's submitter Job has its name; its RayCluster's events are KubeRay's too.
+        cluster = ((obj or {}).get("status") or {}).get("rayClusterName")
+        names = {job_id: None} | ({cluster: None} if cluster else {}) | replicas
         events: Events = []
         for involved, replica in names.items():
             with api_call(ApiCall("list", "events", namespace)):
@@ -410,6 +450,15 @@ class ClusterBackend:
         pods = self._pods(info, namespace, job_id) if obj is not None else []
         read = reading.read(info.kind, obj or {}, pods)
         names = [r.name for r in read.replicas]
+        driver: tuple[Lines, bool] | None = None
+        trials: Lines = []
+        if info.kind == "RayJob" and names:
+            # The driver is listed while its Ray cluster comes up, and its trials with it.
+            if info.first_replica not in names:
+                names = [info.first_replica, *names]
+            driver = self._driver_log(info, namespace, pods)
+            trials = trial_names(driver[0])
+            names += trials
         if (
             not names
             and obj is not None
@@ -429,14 +478,27 @@ class ClusterBackend:
         if replica not in names:
             raise NotFound(f"job {job_id} has no replica {replica!r}; its replicas are {names}")
         window = CONTAINS_WINDOW_LINES if contains else tail_lines
-        lines: Lines = self._log_lines(
-            info, namespace, pods, replica, window + 1, previous=previous
-        )
-        if previous and not lines:
-            current = next(r for r in read.replicas if r.name == replica)
-            if current.restarts == 0:
-                raise NotFound(f"replica {replica} of job {job_id} has not restarted")
-        truncated = len(lines) > window
+        if previous and replica in trials:
+            raise NotFound(
+                f"{replica} of job {job_id} is a trial: its lines are in the driver's log, which "
+                "has no previous container of its own; leave out previous"
+            )
+        if driver is not None and not previous and replica in (info.first_replica, *trials):
+            # The driver's lines, read once; a trial's are picked out of them.
+            driver_lines, cut = driver
+            lines: Lines = (
+                driver_lines
+                if replica == info.first_replica
+                else trial_lines(driver_lines, replica)
+            )
+            truncated = cut or len(lines) > window
+        else:
+            lines = self._log_lines(info, namespace, pods, replica, window + 1, previous=previous)
+            if previous and not lines:
+                current = next((r for r in read.replicas if r.name == replica), None)
+                if current is None or current.restarts == 0:
+                    raise NotFound(f"replica {replica} of job {job_id} has not restarted")
+            truncated = len(lines) > window
         lines, truncated = bounded(
             [redact_text(line) for line in lines[-window:]], truncated, tail_lines, contains
         )
@@ -459,29 +521,58 @@ class ClusterBackend:
         previous: bool = False,
     ) -> Lines:
         """A replica's last lines; none while its container has not started."""
+        lines, _ = self._log_tail(info, namespace, pods, replica, tail_lines, previous=previous)
+        return lines
+
+    def _driver_log(self, info: KindInfo, namespace: str, pods: Objects) -> tuple[Lines, bool]:
+        """A sweep's driver log, as far back as its trials are read, and whether it goes on
+        further back."""
+        lines, cut = self._log_tail(
+            info, namespace, pods, info.first_replica, SWEEP_WINDOW_LINES + 1, SWEEP_WINDOW_BYTES
+        )
+        return lines[-SWEEP_WINDOW_LINES:], cut or len(lines) > SWEEP_WINDOW_LINES
+
+    def _log_tail(
+        self,
+        info: KindInfo,
+        namespace: str,
+        pods: Objects,
+        replica: str | None,
+        tail_lines: int,
+        limit_bytes: int = MAX_TAIL_BYTES,
+        previous: bool = False,
+    ) -> tuple[Lines, bool]:
+        """A replica's last lines (its newest pod's), and whether the byte limit cut older ones
+        off; none while its container has not started."""
         if replica is None:
-            return []
-        matching = [p for p in pods if _replica_label(info.kind, p) == replica]
+            return [], False
+        labels = _replica_labels(info.kind, pods)
+        matching = [p for p in pods if labels[p["metadata"]["name"]] == replica]
         if not matching:
-            return []
+            return [], False
         pod = max(matching, key=lambda p: p["metadata"].get("creationTimestamp") or "")
         try:
             with api_call(ApiCall("get", "pods/log", namespace)):
                 response = self.api.core.read_namespaced_pod_log(
                     pod["metadata"]["name"],
                     namespace,
-                    container=CONTAINER_NAME[info.kind],
+                    container=_container_of(info.kind, pod),
                     tail_lines=tail_lines,
-                    limit_bytes=MAX_TAIL_BYTES,
+                    limit_bytes=limit_bytes,
                     previous=previous,
                     _preload_content=False,
                     _request_timeout=self.api.timeout,
                 )
         except TrainopsError as e:
             if e.kind in (ErrorKind.INVALID_ARGUMENT, ErrorKind.NOT_FOUND):
-                return []  # waiting to start, or no previous container: nothing to read yet
+                return [], False  # waiting to start, or no previous container: nothing yet
             raise
-        return response.data.decode(errors="replace").splitlines()
+        data: bytes = response.data
+        lines = data.decode(errors="replace").splitlines()
+        cut = len(data) >= limit_bytes
+        if cut and lines:
+            lines = lines[1:]  # the first line was cut by the byte limit
+        return lines, cut
 
     def capacity(self) -> Capacity:
         nodes = self._nodes()
@@ -509,9 +600,16 @@ class ClusterBackend:
         await anyio.to_thread.run_sync(self._write_tombstone, status)
         await anyio.to_thread.run_sync(self._delete_object, info, namespace, job_id)
         with anyio.move_on_after(CANCEL_TIMEOUT_S):
-            while await anyio.to_thread.run_sync(self._pods, info, namespace, job_id):
+            while await anyio.to_thread.run_sync(self._lingers, info, namespace, job_id):
                 await anyio.sleep(0.5)
         return await anyio.to_thread.run_sync(self.get, job_id)
+
+    def _lingers(self, info: KindInfo, namespace: str, name: str) -> bool:
+        """Pods of the job still there, or its object (deleted in the foreground, it goes once
+        what it owns is gone: a RayJob's RayCluster and submitter Job too)."""
+        return bool(self._pods(info, namespace, name)) or (
+            self._get_object(info, namespace, name) is not None
+        )
 
     def _delete_object(self, info: KindInfo, namespace: str, name: str) -> None:
         try:
@@ -606,6 +704,15 @@ _SPEC_STATUS_FIELDS = (
 )
 
 
+def _spec_status_fields(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec's fields a status shows; a sweep's per-trial resources, as the local backend
+    shows them."""
+    fields = {k: spec.get(k) for k in _SPEC_STATUS_FIELDS}
+    fields["cpus"] = spec.get("cpus", spec.get("cpus_per_trial"))
+    fields["memory"] = spec.get("memory", spec.get("memory_per_trial"))
+    return fields
+
+
 def _spec_summary(obj: dict[str, Any]) -> dict[str, Any]:
     raw = (obj.get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
     try:
@@ -636,8 +743,21 @@ def _summary_of(status: JobStatus) -> JobSummary:
     )
 
 
-def _replica_label(kind: Kind, pod: dict[str, Any]) -> str:
-    return replica_name(*replica_of(kind, pod))
+def _replica_labels(kind: Kind, pods: Objects) -> dict[str, str]:
+    """Each pod's replica name, by pod name."""
+    return {name: replica_name(*replica) for name, replica in replicas_of(kind, pods).items()}
+
+
+def _container_of(kind: Kind, pod: dict[str, Any]) -> str:
+    """The container whose log is the replica's: the kind's own, else the pod's first (a
+    RayJob's submitter and Ray workers)."""
+    containers = [c.get("name", "") for c in pod.get("spec", {}).get("containers") or []]
+    own = CONTAINER_NAME[kind]
+    return own if own in containers or not containers else containers[0]
+
+
+def _controlled(obj: dict[str, Any]) -> bool:
+    return any(ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])
 
 
 def _unschedulable(pod: dict[str, Any]) -> bool:

@@ -1,11 +1,12 @@
 """The job kinds as a cluster serves them: API group and resource, the operator that runs them,
-and how their controllers label the pods they create (the names the replicas go by)."""
+and how their pods are found and named (the names the replicas go by)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Final
 
+from mcp_servers.kubernetes.manifests import JOB_ID_LABEL
 from mcp_servers.kubernetes.schemas import Kind
 
 
@@ -18,7 +19,7 @@ class KindInfo:
     operator: str
     """What to install when the cluster does not serve the kind."""
     pod_label: str
-    """The label the kind's controller puts on its pods, with the job's name as value."""
+    """The label on every pod of a job, with the job's name as value."""
     first_replica: str
     """Rank 0's replica: the default for logs, before any pod exists."""
 
@@ -60,31 +61,71 @@ KINDS: Final[dict[Kind, KindInfo]] = {
         pod_label="jobset.sigs.k8s.io/jobset-name",
         first_replica="node-0",
     ),
+    # KubeRay keeps the labels of the pod templates: the submitter's (the driver), the head's
+    # and the workers' pods all carry the job id trainops gives them, and no label of KubeRay's
+    # names the RayJob on all three.
+    "RayJob": KindInfo(
+        kind="RayJob",
+        group="ray.io",
+        version="v1",
+        plural="rayjobs",
+        operator="KubeRay (ray-operator) and its ray.io CRDs: helm repo add kuberay "
+        "https://ray-project.github.io/kuberay-helm/ && helm install kuberay-operator "
+        "kuberay/kuberay-operator",
+        pod_label=JOB_ID_LABEL,
+        first_replica="driver",
+    ),
 }
 # A RayJob's submitter is a batch/v1 Job of the same name: the richer kinds are looked up first.
-LOOKUP_ORDER: Final[tuple[Kind, ...]] = ("TrainJob", "PyTorchJob", "Job")
+LOOKUP_ORDER: Final[tuple[Kind, ...]] = ("TrainJob", "PyTorchJob", "RayJob", "Job")
 
 PYTORCH_REPLICA_TYPE = "training.kubeflow.org/replica-type"
 PYTORCH_REPLICA_INDEX = "training.kubeflow.org/replica-index"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+RAY_NODE_TYPE = "ray.io/node-type"
+SINGLE_REPLICAS = frozenset({"Driver", "Head"})
+"""A RayJob's replicas that are one of their kind, named without an index."""
+
+Replicas = dict[str, tuple[str, int]]
 
 
-def replica_of(kind: Kind, pod: dict[str, Any]) -> tuple[str, int]:
-    """(type, index) of the replica a pod runs, from the labels its controller set."""
-    labels = pod.get("metadata", {}).get("labels", {})
-    if kind == "PyTorchJob":
-        return (
-            labels.get(PYTORCH_REPLICA_TYPE, "master").capitalize(),
-            _index(labels.get(PYTORCH_REPLICA_INDEX)),
-        )
-    if kind == "TrainJob":
-        return "Node", _index(labels.get(COMPLETION_INDEX))
-    return "Trainer", 0
+def replicas_of(kind: Kind, pods: list[dict[str, Any]]) -> Replicas:
+    """(type, index) of the replica each pod runs, by pod name, from the labels its controller
+    set. A RayJob's submitter runs the driver; its Ray workers carry no index, and are
+    numbered in the order they were made."""
+    found: Replicas = {}
+    workers = []
+    for pod in pods:
+        meta = pod.get("metadata", {})
+        labels = meta.get("labels") or {}
+        if kind == "PyTorchJob":
+            replica = (
+                labels.get(PYTORCH_REPLICA_TYPE, "master").capitalize(),
+                _index(labels.get(PYTORCH_REPLICA_INDEX)),
+            )
+        elif kind == "TrainJob":
+            replica = "Node", _index(labels.get(COMPLETION_INDEX))
+        elif kind == "RayJob":
+            node_type = labels.get(RAY_NODE_TYPE)
+            if node_type == "worker":
+                workers.append(pod)
+                continue
+            replica = ("Head", 0) if node_type == "head" else ("Driver", 0)
+        else:
+            replica = "Trainer", 0
+        found[meta.get("name", "")] = replica
+    workers.sort(
+        key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"])
+    )
+    for index, pod in enumerate(workers):
+        found[pod["metadata"]["name"]] = ("Worker", index)
+    return found
 
 
 def replica_name(type_: str, index: int) -> str:
-    """master-0, worker-1, node-0, trainer-0: the names the local backend gives them too."""
-    return f"{type_.lower()}-{index}"
+    """master-0, worker-1, node-0, trainer-0, driver, head: the names the local backend gives
+    them too."""
+    return type_.lower() if type_ in SINGLE_REPLICAS else f"{type_.lower()}-{index}"
 
 
 def _index(value: str | None) -> int:

@@ -363,8 +363,8 @@ async def test_api_failures_are_one_line_errors_of_their_kind_and_create_nothing
 def test_the_role_grants_exactly_what_the_backend_uses(kube_api: KubeApi, settings_for) -> None:
     """Every (verb, resource) the backend sends, against k8s/base's Role and ClusterRole."""
     from mcp_servers.kubernetes.cluster.backend import ClusterBackend
-    from mcp_servers.kubernetes.manifests import RenderContext, new_job_id, render
-    from mcp_servers.kubernetes.schemas import TrainingJobSpec
+    from mcp_servers.kubernetes.manifests import RenderContext, new_job_id, render, render_sweep
+    from mcp_servers.kubernetes.schemas import SweepSpec, TrainingJobSpec
 
     kube_api.script("*", Outcome.hold())
     settings = settings_for(backend="cluster", cluster={"kubeconfig": kube_api.kubeconfig})
@@ -378,8 +378,20 @@ def test_the_role_grants_exactly_what_the_backend_uses(kube_api: KubeApi, settin
         manifest = render(spec, new_job_id(spec), "trainops", context)
         backend.create(manifest, spec)
         ids.append(manifest.job_id)
+    sweep = SweepSpec(
+        model="mlp",
+        dataset="digits",
+        params={"lr": {"low": 1e-3, "high": 1e-2}},
+        trials=1,
+        cpus_per_trial=0.5,
+        smoke_test=True,
+    )
+    manifest = render_sweep(sweep, new_job_id(sweep), "trainops", context)
+    backend.create(manifest, sweep)
+    ids.append(manifest.job_id)
     for job_id in ids:
-        anyio.run(backend.wait, job_id, 30.0, "Pending")
+        # The CPU node holds two of them at most: the others stay Pending, watched till then.
+        anyio.run(backend.wait, job_id, 5.0, "Pending")
         anyio.run(backend.wait, job_id, 1.0, "Running")  # no change: the watches run
         backend.events(job_id, 10)
         backend.logs(job_id, None, 10, None)

@@ -245,3 +245,142 @@ def test_capacity_is_allocatable_minus_the_requests_of_live_pods() -> None:
     assert gpu.gpu_type == "NVIDIA-A100-SXM4-80GB"
     assert (cpu.free.cpus, cpu.gpu_type) == (3.8, None)
     assert gpu_product_of(["gpu-0"], [GPU_NODE]) == "NVIDIA-A100-SXM4-80GB"
+
+
+# -- RayJob: KubeRay's jobDeploymentStatus and the Ray job's jobStatus ------------------------
+
+RAY_LABELS = {"trainops.io/job-id": "s"}
+
+
+def rayjob(deployment: str, ray_job: str = "", **status_fields: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": "s", "creationTimestamp": T0},
+        "spec": {"activeDeadlineSeconds": 4200, "backoffLimit": 2},
+        "status": {
+            "jobDeploymentStatus": deployment,
+            "jobStatus": ray_job,
+            "rayClusterName": "s-x7k2p",
+            "startTime": T0,
+            **status_fields,
+        },
+    }
+
+
+def ray_pod(name: str, node_type: str | None, **kw: Any) -> dict[str, Any]:
+    labels = dict(RAY_LABELS) | ({"ray.io/node-type": node_type} if node_type else {})
+    return pod(name, labels=labels, **kw)
+
+
+def sweep_pods(driver: str = "Running") -> list[dict[str, Any]]:
+    return [
+        ray_pod("s-x7k2p-trials-worker-bbbbb", "worker", created=T1),
+        ray_pod("s-x7k2p-head-ccccc", "head"),
+        ray_pod("s-x7k2p-trials-worker-aaaaa", "worker", created=T0),
+        ray_pod("s-ddddd", None, phase=driver, created=T1),
+    ]
+
+
+def test_a_rayjob_starting_its_ray_cluster_is_pending_until_its_ray_job_runs() -> None:
+    read = status.read("RayJob", rayjob("Initializing"), sweep_pods()[:3])
+    assert (read.phase, read.reason) == ("Pending", "Initializing")
+    assert read.detail == "its Ray cluster is starting"
+    assert read.conditions[0].type == "Initializing"
+    submitted = status.read("RayJob", rayjob("Running", "PENDING"), sweep_pods())
+    assert (submitted.phase, submitted.reason) == ("Pending", "Submitted")
+    running = status.read("RayJob", rayjob("Running", "RUNNING"), sweep_pods())
+    assert running.phase == "Running"
+    # The submitter runs the driver; the workers, which KubeRay does not number, in their order.
+    assert [r.name for r in running.replicas] == ["driver", "head", "worker-0", "worker-1"]
+    assert [r.type for r in running.replicas] == ["Driver", "Head", "Worker", "Worker"]
+    assert status.phase_without_pods("RayJob", rayjob("Running", "RUNNING")) == "Running"
+    assert status.phase_without_pods("RayJob", rayjob("")) == "Pending"
+    # A Ray job that has ended runs on until KubeRay has seen its submitter end.
+    assert status.read("RayJob", rayjob("Running", "SUCCEEDED"), sweep_pods()).phase == "Running"
+
+
+def test_a_rayjob_waiting_for_a_gpu_node_says_what_the_scheduler_said() -> None:
+    scheduled = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": SCHEDULER,
+    }
+    waiting = ray_pod(
+        "s-x7k2p-trials-worker-aaaaa",
+        "worker",
+        phase="Pending",
+        state={"waiting": {}},
+        conditions=[scheduled],
+        node=None,
+    )
+    pods = [ray_pod("s-x7k2p-head-ccccc", "head"), waiting]
+    never = status.read("RayJob", rayjob("Initializing"), pods, never_fits=True)
+    assert (never.phase, never.reason, never.detail) == ("Pending", "Unschedulable", SCHEDULER)
+    assert never.conditions[-1].reason == "Unschedulable"
+    busy = status.read("RayJob", rayjob("Initializing"), pods)
+    assert busy.reason == status.WAITING_FOR_RESOURCES
+    pulling = {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "x"'}}
+    head = ray_pod("s-x7k2p-head-ccccc", "head", phase="Pending", state=pulling)
+    stuck = status.read("RayJob", rayjob("Initializing"), [head])
+    assert (stuck.reason, stuck.detail) == ("ImagePullBackOff", 'head: Back-off pulling image "x"')
+
+
+def test_a_complete_rayjob_succeeded_and_a_stopped_ray_job_did_not() -> None:
+    done = rayjob("Complete", "SUCCEEDED", endTime=T1, message="Job finished successfully.")
+    read = status.read("RayJob", done, sweep_pods("Succeeded"))
+    assert (read.phase, read.reason) == ("Succeeded", "Complete")
+    assert (read.completion_time - read.start_time).total_seconds() == 300
+    stopped = status.read("RayJob", rayjob("Complete", "STOPPED", endTime=T1), [])
+    assert (stopped.phase, stopped.reason) == ("Failed", "Stopped")
+    assert "ray job stop" in stopped.detail
+
+
+def test_a_failed_rayjob_names_the_driver_and_counts_its_retried_attempts() -> None:
+    failed = {"terminated": {"exitCode": 1, "reason": "Error"}}
+    message = (
+        "Job entrypoint command failed with exit code 1, last available logs (truncated to "
+        "20,000 chars):\n" + "a driver line\n" * 500
+    )
+    obj = rayjob("Failed", "FAILED", reason="AppFailed", message=message, failed=3, endTime=T1)
+    pods = [*sweep_pods()[:3], ray_pod("s-ddddd", None, phase="Failed", state=failed)]
+    read = status.read("RayJob", obj, pods)
+    assert (read.phase, read.reason) == ("Failed", "AppFailed")
+    assert read.failed_replica == "driver" and read.detail == "driver exited with code 1"
+    assert read.restarts == 2  # three attempts: two of them retried
+    # Ray's message carries the driver's last lines: the condition keeps its first words only.
+    assert read.conditions[0].message == "Job entrypoint command failed with exit code 1"
+    retrying = status.read("RayJob", rayjob("Retrying", "FAILED", failed=1), [])
+    assert (retrying.phase, retrying.reason, retrying.restarts) == ("Pending", "Retrying", 1)
+    assert "attempt 1 of 3 failed" in retrying.detail
+    submission = status.read(
+        "RayJob",
+        rayjob("Failed", reason="SubmissionFailed", message="Job submission has failed."),
+        [],
+    )
+    assert "submitter could not hand the job" in submission.detail
+    invalid = rayjob("ValidationFailed", reason="ValidationFailed", message="bad entrypoint")
+    assert status.phase_without_pods("RayJob", invalid) == "Failed"
+
+
+def test_a_rayjob_past_its_deadline_failed_saying_so_not_by_its_stopped_driver() -> None:
+    killed = {"terminated": {"exitCode": 143, "reason": "Error"}}
+    obj = rayjob(
+        "Failed",
+        "RUNNING",
+        reason="DeadlineExceeded",
+        message="The RayJob has passed the activeDeadlineSeconds. StartTime: ... ",
+        endTime=T1,
+        failed=1,
+    )
+    read = status.read("RayJob", obj, [ray_pod("s-ddddd", None, phase="Failed", state=killed)])
+    assert (read.phase, read.reason) == ("Failed", "DeadlineExceeded")
+    assert read.failed_replica is None and read.restarts == 0
+    assert "ran past its deadline (activeDeadlineSeconds 4200 s)" in read.detail
+
+
+@pytest.mark.parametrize("deployment", ["Suspending", "Suspended"])
+def test_a_suspended_rayjob_is_pending(deployment: str) -> None:
+    read = status.read("RayJob", rayjob(deployment), [])
+    assert (read.phase, read.reason) == ("Pending", "Suspended")
