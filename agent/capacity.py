@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from common.gpus import gpu_type_of_product
 from common.quantities import parse_bytes
-from mcp_servers.kubernetes.schemas import Capacity, NodeCapacity, ResourceAmounts, TrainingJobSpec
+from mcp_servers.kubernetes.schemas import (
+    Capacity,
+    NodeCapacity,
+    ResourceAmounts,
+    SweepSpec,
+    TrainingJobSpec,
+)
 
 
 def never_fits(spec: TrainingJobSpec, capacity: Capacity) -> str | None:
@@ -14,22 +20,38 @@ def never_fits(spec: TrainingJobSpec, capacity: Capacity) -> str | None:
     replica = ResourceAmounts(
         cpus=spec.cpus, memory_bytes=parse_bytes(spec.memory), gpus=spec.gpus_per_node
     )
-    nodes = [n for n in capacity.nodes if _type_matches(spec, n)]
+    return never_fits_replicas(spec.nodes, replica, spec.gpu_type, capacity)
+
+
+def sweep_never_fits(spec: SweepSpec, capacity: Capacity) -> str | None:
+    """As never_fits, for a sweep's concurrent trials (one worker pod each)."""
+    trial = ResourceAmounts(
+        cpus=spec.cpus_per_trial,
+        memory_bytes=parse_bytes(spec.memory_per_trial),
+        gpus=spec.gpus_per_trial,
+    )
+    return never_fits_replicas(spec.concurrent, trial, spec.gpu_type, capacity)
+
+
+def never_fits_replicas(
+    count: int, replica: ResourceAmounts, gpu_type: str | None, capacity: Capacity
+) -> str | None:
+    nodes = [n for n in capacity.nodes if _type_matches(gpu_type, n)]
     if capacity.backend == "local":  # one machine holds every replica
         need = ResourceAmounts(
-            cpus=replica.cpus * spec.nodes,
-            memory_bytes=replica.memory_bytes * spec.nodes,
-            gpus=replica.gpus * spec.nodes,
+            cpus=replica.cpus * count,
+            memory_bytes=replica.memory_bytes * count,
+            gpus=replica.gpus * count,
         )
         if any(_holds(n.allocatable, need) for n in nodes):
             return None
         asked = _amounts(need)
     else:
         slots = sum(_replicas_held(n.allocatable, replica) for n in nodes)
-        if slots >= spec.nodes:
+        if slots >= count:
             return None
-        asked = f"{spec.nodes} x ({_amounts(replica)})"
-    kind = f"{spec.gpu_type} " if spec.gpu_type else ""
+        asked = f"{count} x ({_amounts(replica)})"
+    kind = f"{gpu_type} " if gpu_type else ""
     return (
         f"no node here can ever hold it: it needs {asked}{f' on {kind}nodes' if kind else ''}; "
         f"there is {describe(capacity)}"
@@ -43,10 +65,10 @@ def describe(capacity: Capacity) -> str:
     return "; ".join(f"{n.name}: {_amounts(n.allocatable, n.gpu_type)}" for n in capacity.nodes)
 
 
-def _type_matches(spec: TrainingJobSpec, node: NodeCapacity) -> bool:
-    if spec.gpu_type is None:
+def _type_matches(gpu_type: str | None, node: NodeCapacity) -> bool:
+    if gpu_type is None:
         return True
-    return gpu_type_of_product(node.gpu_type) == spec.gpu_type
+    return gpu_type_of_product(node.gpu_type) == gpu_type
 
 
 def _holds(allocatable: ResourceAmounts, need: ResourceAmounts) -> bool:

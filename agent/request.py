@@ -89,11 +89,19 @@ class Request(BaseModel):
     jobs: list[str] | None = Field(None, description="Job ids named, in order (compare).")
     count: int | None = Field(None, ge=2, le=50, description='"the last N runs" (compare).')
     lines: int | None = Field(None, ge=1, le=MAX_LOG_LINES)
+    replica: str | None = Field(
+        None,
+        pattern=r"^(?:trial|master|worker|node|trainer)-\d{1,5}$|^driver$",
+        description="Whose logs (logs): a sweep's trial-3, a job's worker-1, the driver.",
+    )
     experiment: str | None = None
     period: str | None = Field(None, description="e.g. 24h, 7d, 30d.")
     trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
     max_concurrent: int | None = Field(None, ge=1, le=1000)
     scheduler: Scheduler | None = None
+    search: Literal["random", "grid", "optuna"] | None = Field(
+        None, description="How a sweep picks configurations: random, every grid point, Optuna."
+    )
     metric: str | None = None
     mode: Literal["max", "min"] | None = None
     params: dict[str, ParamRange | ParamChoice] | None = None
@@ -112,6 +120,7 @@ class Request(BaseModel):
 
 CAPABILITIES = (
     'I can train a model (e.g. "Train a CNN on MNIST for 3 epochs on 2 GPUs, keep it under $5"), '
-    "and show a job's status, logs or cost, cancel, list or compare jobs, register a model, or "
-    "diagnose a failed job."
+    'sweep its hyperparameters (e.g. "Tune lr between 1e-4 and 1e-1 for the cnn on MNIST, 8 '
+    "trials, ASHA\"), and show a job's status, logs or cost, cancel, list or compare jobs, "
+    "register a model, or diagnose a failed job."
 )

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from agent.request import Request
 from common.errors import ErrorKind
-from mcp_servers.kubernetes.schemas import JobStatus, Kind, TrainingJobSpec
+from mcp_servers.kubernetes.schemas import JobStatus, Kind, SweepSpec, TrainingJobSpec
 from mcp_servers.mlflow.schemas import CostBreakdown
 from mcp_servers.prometheus.schemas import JobUtilization
 
@@ -28,6 +28,9 @@ class Estimate(BaseModel):
     cost_usd: float
     basis: str = Field(description="Where the duration comes from (history, or an assumption).")
     usd_per_hour: float
+    trial_epochs: float | None = Field(
+        None, description="A sweep's expected trial-epochs (what its scheduler is expected to run)."
+    )
 
 
 class Plan(BaseModel):
@@ -35,6 +38,8 @@ class Plan(BaseModel):
     or why it can't be launched as asked."""
 
     spec: TrainingJobSpec | None = None
+    sweep: SweepSpec | None = None
+    """A sweep request's spec (spec is None then)."""
     kind: Kind | None = None
     namespace: str | None = None
     estimate: Estimate | None = None

@@ -107,6 +107,16 @@ def price(
     gpu_type: str | None = None,
 ) -> CostBreakdown:
     gpu_utilization = usage.gpu.mean_utilization if usage else None
+    if job.sweep is not None:
+        # One trial's resources (the status's per-replica figures) for its trials' wall time.
+        breakdown = cost_breakdown(
+            resources_of(job, gpu_type),
+            job.sweep.trial_seconds,
+            ctx.settings.rates,
+            gpu_utilization=gpu_utilization,
+        )
+        breakdown.cost_usd = job.sweep.cost_usd  # the driver's count, the one MLflow holds
+        return breakdown
     epochs = (job.progress.epoch if job.progress else None) or job.epochs
     return cost_breakdown(
         resources_of(job, gpu_type),

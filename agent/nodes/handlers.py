@@ -21,6 +21,7 @@ from agent.nodes.common import (
     utilization_of,
 )
 from agent.nodes.plan import PlanRefused, estimate_cost, job_spec
+from agent.nodes.sweep import sweep_facts, sweep_text
 from agent.pricing import money
 from agent.request import Request
 from agent.state import AgentState
@@ -102,6 +103,19 @@ async def show_status(
     """A job's phase and progress, and how its validation loss is trending."""
     job_id = await resolve_job(state, ctx, request.job)
     job = await get_job(ctx, job_id)
+    if job.sweep is not None:
+        return {
+            "answer": sweep_text(job, job.sweep, None),
+            "last_job_id": job_id,
+            "job": job,
+            "facts": {
+                "job_id": job_id,
+                "phase": job.phase,
+                "message": job.message,
+                "mlflow_run_id": job.mlflow_run_id,
+                **sweep_facts(job),
+            },
+        }
     lines = [f"{job_id}: {job.message}"]
     trend = None
     if job.mlflow_run_id:
@@ -137,7 +151,27 @@ async def show_logs(
 ) -> dict[str, Any]:
     """The last lines of a job's output."""
     job_id = await resolve_job(state, ctx, request.job)
-    tail = await job_call(ctx, TRAINING_JOBS_LOGS, job_id, tail_lines=request.lines or 40)
+    if request.replica is not None:
+        try:
+            tail = await ctx.tools.call(
+                TRAINING_JOBS_LOGS,
+                job_id=job_id,
+                tail_lines=request.lines or 40,
+                replica=request.replica,
+            )
+        except ToolCallError as e:
+            if e.kind != ErrorKind.NOT_FOUND:
+                raise
+            # The job or the replica is not there: the job's own tail says which.
+            known = await job_call(ctx, TRAINING_JOBS_LOGS, job_id, tail_lines=1)
+            return {
+                "answer": f"{job_id} has no {request.replica}; its logs are those of "
+                f"{', '.join(known.replicas)}.",
+                "last_job_id": job_id,
+                "facts": {"job_id": job_id, "replica": None, "replicas": known.replicas},
+            }
+    else:
+        tail = await job_call(ctx, TRAINING_JOBS_LOGS, job_id, tail_lines=request.lines or 40)
     header = f"Last {len(tail.lines)} lines of {job_id}/{tail.replica}:"
     return {
         "answer": "\n".join([header, *tail.lines]),
@@ -347,10 +381,18 @@ async def register_model(
             "facts": {"job_id": job_id},
         }
     name = request.name or f"{job.model}-{job.dataset}"
-    version = await ctx.tools.call(
-        MODELS_REGISTER, run_id=job.mlflow_run_id, name=name, alias="candidate"
-    )
-    run = await mlflow_run(ctx, job.mlflow_run_id, warnings)
+    run_id = job.mlflow_run_id
+    if job.sweep is not None:
+        # A sweep's run holds no model; its best trial's run does.
+        best = job.sweep.best
+        if best is None or not best.mlflow_run_id:
+            return {
+                "answer": f"Sweep {job_id} has no best trial with a model to register yet.",
+                "facts": {"job_id": job_id},
+            }
+        run_id = best.mlflow_run_id
+    version = await ctx.tools.call(MODELS_REGISTER, run_id=run_id, name=name, alias="candidate")
+    run = await mlflow_run(ctx, run_id, warnings)
     return {
         "answer": (
             f"Registered {name} version {version.version} (alias candidate) from {job_id}. "

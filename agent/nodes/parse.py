@@ -34,6 +34,7 @@ Route = Literal[
 ]
 ROUTES: dict[Intent, Route] = {
     "train": "plan",
+    "sweep": "plan",
     "status": "show_status",
     "logs": "show_logs",
     "cost": "show_cost",
@@ -43,7 +44,7 @@ ROUTES: dict[Intent, Route] = {
     "register": "register_model",
     "diagnose": "diagnose_job",
 }
-"""Where each intent goes; the rest (unknown, and sweeps, not available yet) to the report."""
+"""Where each intent goes; the rest (unknown) to the report."""
 BUILDS_ON = ("train", "sweep")
 """Requests a later turn may repeat or complete."""
 

@@ -14,8 +14,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
-from agent.capacity import never_fits
+from agent.capacity import never_fits, sweep_never_fits
 from agent.context import AgentContext
+from agent.nodes.sweep import SweepRefused, estimate_sweep, sweep_spec
 from agent.pricing import BilledResources, money
 from agent.request import Request
 from agent.state import AgentState, Estimate, Plan
@@ -102,7 +103,8 @@ def ask_back(request: Request) -> str | None:
     )
     options = {"model": ", ".join(MODELS), "dataset": ", ".join(DATASETS)}
     asked = " and ".join(f"which {slot} ({options[slot]})" for slot in missing)
-    return f"Train {have + ' ' if have else ''}with {asked}?"
+    verb = "Sweep" if request.intent == "sweep" else "Train"
+    return f"{verb} {have + ' ' if have else ''}with {asked}?"
 
 
 async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -114,6 +116,8 @@ async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
             "plan": Plan(refused=question, refused_kind=ErrorKind.INVALID_ARGUMENT, asks=True),
             "pending": request,
         }
+    if request.intent == "sweep":
+        return await plan_sweep(request, ctx)
     try:
         spec = job_spec(request, ctx)
     except PlanRefused as e:
@@ -138,20 +142,11 @@ async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
             }
     estimate = await estimate_cost(spec, ctx, warnings)
     budget = request.budget_usd or ctx.settings.agent.default_budget_usd
-    reasons = []
-    if estimate.cost_usd > budget:
-        reasons.append(
-            f"the estimate {money(estimate.cost_usd)} is over the budget {money(budget)}"
-        )
+    reasons = approval_reasons(estimate, budget, spec.total_gpus, ctx)
     if request.max_seconds is not None and estimate.duration_s > request.max_seconds:
         reasons.append(
             f"the estimate {estimate.duration_s:.0f}s is over the time limit "
             f"{request.max_seconds}s (the job is stopped there)"
-        )
-    if spec.total_gpus > ctx.settings.agent.soft_max_gpus:
-        reasons.append(
-            f"{spec.total_gpus} GPUs is more than {ctx.settings.agent.soft_max_gpus} "
-            "without approval"
         )
     return {
         "plan": Plan(
@@ -166,10 +161,69 @@ async def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
     }
 
 
-async def estimate_cost(spec: TrainingJobSpec, ctx: AgentContext, warnings: list[str]) -> Estimate:
-    """Duration and cost from comparable finished MLflow runs, else a stated conservative guess."""
+async def plan_sweep(request: Request, ctx: AgentContext) -> dict[str, Any]:
+    """plan, for a sweep: the SweepSpec, the server's dry run, capacity, the estimate."""
+    try:
+        spec, notes = sweep_spec(request, ctx)
+    except SweepRefused as e:
+        return {"plan": Plan(refused=f"Not launched: {e}", refused_kind=ErrorKind.INVALID_ARGUMENT)}
+    try:
+        rendered = await ctx.tools.call(MANIFESTS_RENDER, sweep=spec)
+    except ToolCallError as e:
+        return {"plan": Plan(sweep=spec, refused=f"Not launched: {e.message}", refused_kind=e.kind)}
+    warnings = list(notes)
+    try:
+        capacity = await ctx.tools.call(CLUSTER_CAPACITY)
+    except ToolCallError as e:
+        warnings.append(f"capacity unknown ({e.kind}): {e.message}; the sweep may wait for room")
+    else:
+        if problem := sweep_never_fits(spec, capacity):
+            return {
+                "plan": Plan(
+                    sweep=spec, refused=f"Not launched: {problem}.", refused_kind=ErrorKind.REFUSED
+                )
+            }
+    seconds, basis = await epoch_seconds(
+        spec.model, spec.dataset, 1, bool(spec.gpus_per_trial), ctx, warnings
+    )
+    rate = spec.trial_resources().per_hour(ctx.settings.rates)
+    estimate = estimate_sweep(spec, seconds, basis, rate)
+    budget = request.budget_usd or ctx.settings.agent.default_budget_usd
+    # A sweep's time budget is where it stops itself, not a reason to ask.
+    reasons = approval_reasons(estimate, budget, spec.total_gpus, ctx)
+    return {
+        "plan": Plan(
+            sweep=spec,
+            kind=rendered.kind,
+            namespace=rendered.namespace,
+            estimate=estimate,
+            budget_usd=budget,
+            reasons=reasons,
+        ),
+        "warnings": warnings,
+    }
+
+
+def approval_reasons(estimate: Estimate, budget: float, gpus: int, ctx: AgentContext) -> list[str]:
+    """Why a person must say yes first: over the budget, or more GPUs than the soft cap."""
+    reasons = []
+    if estimate.cost_usd > budget:
+        reasons.append(
+            f"the estimate {money(estimate.cost_usd)} is over the budget {money(budget)}"
+        )
+    if gpus > ctx.settings.agent.soft_max_gpus:
+        reasons.append(
+            f"{gpus} GPUs at once is more than {ctx.settings.agent.soft_max_gpus} without approval"
+        )
+    return reasons
+
+
+async def epoch_seconds(
+    model: str, dataset: str, world: int, gpus: bool, ctx: AgentContext, warnings: list[str]
+) -> tuple[float, str]:
+    """Seconds per epoch at `world` ranks from comparable finished MLflow runs, else a stated
+    conservative guess; and where the figure comes from."""
     agent = ctx.settings.agent
-    world = ranks(spec.nodes, spec.gpus_per_node)
     per_epoch: list[float] = []
     try:
         page = await ctx.tools.call(
@@ -177,8 +231,8 @@ async def estimate_cost(spec: TrainingJobSpec, ctx: AgentContext, warnings: list
             experiment=agent.experiment,
             max_results=50,
             filter=(
-                f"params.{MlflowParam.MODEL} = '{spec.model}' and "
-                f"params.{MlflowParam.DATASET} = '{spec.dataset}' "
+                f"params.{MlflowParam.MODEL} = '{model}' and "
+                f"params.{MlflowParam.DATASET} = '{dataset}' "
                 "and attributes.status = 'FINISHED'"
             ),
         )
@@ -191,16 +245,20 @@ async def estimate_cost(spec: TrainingJobSpec, ctx: AgentContext, warnings: list
         if e.kind != ErrorKind.NOT_FOUND:  # a first run has no experiment yet: no history
             warnings.append(f"no history for the estimate ({e.kind}: {e.message})")
     if per_epoch:
-        seconds = statistics.median(per_epoch) * spec.epochs
-        basis = f"median of {len(per_epoch)} finished {spec.model}/{spec.dataset} runs"
-    else:
-        assumed = (
-            agent.assumed_epoch_seconds_gpu
-            if spec.gpus_per_node
-            else agent.assumed_epoch_seconds_cpu
+        return statistics.median(per_epoch), (
+            f"median of {len(per_epoch)} finished {model}/{dataset} runs"
         )
-        seconds = assumed * spec.epochs
-        basis = f"no comparable finished runs; assumed {assumed:.0f}s per epoch"
+    assumed = agent.assumed_epoch_seconds_gpu if gpus else agent.assumed_epoch_seconds_cpu
+    return assumed, f"no comparable finished runs; assumed {assumed:.0f}s per epoch"
+
+
+async def estimate_cost(spec: TrainingJobSpec, ctx: AgentContext, warnings: list[str]) -> Estimate:
+    """Duration and cost from comparable finished MLflow runs, else a stated conservative guess."""
+    world = ranks(spec.nodes, spec.gpus_per_node)
+    per_epoch, basis = await epoch_seconds(
+        spec.model, spec.dataset, world, bool(spec.gpus_per_node), ctx, warnings
+    )
+    seconds = per_epoch * spec.epochs
     resources = BilledResources.of(
         spec.nodes, spec.gpus_per_node, spec.cpus, spec.memory, spec.gpu_type
     )

@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from agent.context import AgentContext
 from agent.nodes.common import duration_seconds, mlflow_run, mlflow_url
+from agent.nodes.sweep import sweep_facts, sweep_text
 from agent.pricing import money
 from agent.request import CAPABILITIES
 from agent.state import AgentState
@@ -26,14 +27,6 @@ async def report(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     if request.intent == "unknown":
         facts = {**base, "refused_parts": request.refused or [], "launched": False}
         return _answer(request.reply or CAPABILITIES, facts, seen, warnings)
-    if request.intent == "sweep":
-        return _answer(
-            "Sweeps need the Ray Tune backend, which this version does not have yet; I can train "
-            'one configuration at a time (e.g. "Train a CNN on MNIST with lr 1e-3").',
-            base,
-            seen,
-            warnings,
-        )
     if plan is not None and plan.refused:
         refusal = {
             **base,
@@ -72,6 +65,12 @@ async def report(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     run = await mlflow_run(ctx, job.mlflow_run_id, warnings)
     facts = {**base, **job_facts(state, job, run)}
     facts["mlflow_url"] = mlflow_url(ctx, run)
+    if job.sweep is not None:
+        facts.update(sweep_facts(job))
+        facts["metrics"] = job.sweep.best.metrics if job.sweep.best else {}
+        if plan is not None and plan.estimate is not None:
+            facts["estimate"] = plan.estimate.model_dump()
+        return _answer(sweep_text(job, job.sweep, facts["mlflow_url"]), facts, seen, warnings)
     tags = run.all_tags if run else {}
     facts["dataset_used"] = tags.get(MlflowTag.DATASET_USED)
     if reason := tags.get(MlflowTag.DATASET_FALLBACK_REASON):

@@ -20,7 +20,9 @@ from mcp_servers.kubernetes.schemas import (
     TRAINING_JOBS_CREATE,
     TRAINING_JOBS_GET,
     TRAINING_JOBS_WAIT,
+    TRAINING_SWEEPS_CREATE,
     JobStatus,
+    SweepStatus,
 )
 from mcp_servers.mlflow.schemas import RUNS_COST_LOG
 
@@ -38,16 +40,17 @@ def idempotency_key(thread_id: str, turn: int, text: str) -> str:
 async def trigger(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = runtime.context
     plan = state["plan"]
-    assert plan is not None and plan.spec is not None  # route_plan sends only launchable plans
-    spec = plan.spec.model_copy(
-        update={
-            "idempotency_key": idempotency_key(
-                ctx.thread_id, state.get("turn", 0), state.get("text", "")
-            )
-        }
-    )
+    # route_plan sends only launchable plans: a job's spec or a sweep's.
+    assert plan is not None and (plan.spec is not None or plan.sweep is not None)
+    key = idempotency_key(ctx.thread_id, state.get("turn", 0), state.get("text", ""))
     try:
-        created = await ctx.tools.call(TRAINING_JOBS_CREATE, spec=spec)
+        if plan.sweep is not None:
+            sweep = plan.sweep.model_copy(update={"idempotency_key": key})
+            created = await ctx.tools.call(TRAINING_SWEEPS_CREATE, spec=sweep)
+        else:
+            assert plan.spec is not None
+            spec = plan.spec.model_copy(update={"idempotency_key": key})
+            created = await ctx.tools.call(TRAINING_JOBS_CREATE, spec=spec)
     except ToolCallError as e:
         return {
             "plan": plan.model_copy(
@@ -82,7 +85,7 @@ async def monitor(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         )
         if spec
         else 0.0
-    )
+    )  # a sweep's spend so far is its driver's own count
     deadline = time.monotonic() + MONITOR_SLICE_S
     status = await ctx.tools.call(TRAINING_JOBS_GET, job_id=job_id)
     while True:
@@ -104,6 +107,8 @@ def settled(job: JobStatus | None) -> bool:
 
 def progress_event(status: JobStatus, usd_per_hour: float) -> ProgressUpdate:
     """What the live display shows of a job: phase, epoch, loss, accuracy, ETA, dollars so far."""
+    if status.sweep is not None:
+        return _sweep_progress(status, status.sweep)
     progress = status.progress
     metrics = progress.metrics if progress else {}
     elapsed = (time.time() - status.start_time.timestamp()) if status.start_time else 0.0
@@ -125,6 +130,27 @@ def progress_event(status: JobStatus, usd_per_hour: float) -> ProgressUpdate:
     )
 
 
+def _sweep_progress(status: JobStatus, sweep: SweepStatus) -> ProgressUpdate:
+    """A sweep on the live display: how many trials ran and how, the best so far, the spend."""
+    best = sweep.best
+    metric = sweep.metric or MlflowMetric.VAL_ACCURACY
+    counts = ", ".join(f"{n} {state}" for state, n in sweep.counts.items())
+    lead = (
+        f"; best {metric} {best.metrics[metric]:.4g} ({best.name})"
+        if best and metric in best.metrics
+        else ""
+    )
+    return ProgressUpdate(
+        job_id=status.job_id,
+        phase=status.phase,
+        message=f"trials: {counts}{lead}" if counts else status.message,
+        epoch=None,
+        epochs=None,
+        val_accuracy=best.metrics.get(MlflowMetric.VAL_ACCURACY) if best else None,
+        cost_so_far_usd=sweep.cost_usd,
+    )
+
+
 def route_monitor(state: AgentState) -> Literal["analyze_cost", "monitor"]:
     return "analyze_cost" if settled(state.get("job")) else "monitor"
 
@@ -139,6 +165,9 @@ async def analyze_cost(state: AgentState, runtime: Runtime[AgentContext]) -> dic
         return {"cost": None, "utilization": None}
     usage = await utilization_of(ctx, job, warnings)
     breakdown = price(ctx, job, usage, await gpu_type_of(ctx, job, warnings))
+    if job.sweep is not None:
+        # The sweep's driver wrote each trial's cost and the total to MLflow itself.
+        return {"cost": breakdown, "utilization": usage, "warnings": warnings}
     if job.mlflow_run_id:
         try:
             await ctx.tools.call(RUNS_COST_LOG, run_id=job.mlflow_run_id, breakdown=breakdown)

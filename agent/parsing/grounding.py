@@ -30,6 +30,8 @@ _NUMBER_SLOTS = (
     "cpus",
 )
 _LITERAL_SLOTS = ("name", "namespace", "experiment")
+_INDEXED_SLOTS = ("replica",)
+"""Said as a word and a number, in any spelling ("trial 3" for trial-3)."""
 
 
 def ungrounded(request: Request, normalized: str) -> list[str]:
@@ -52,6 +54,10 @@ def ungrounded(request: Request, normalized: str) -> list[str]:
                 missing.append(slot)
         elif slot == "gpu_type":
             if value not in _named(lexicon.GPU_TYPE_WORDS, normalized):
+                missing.append(slot)
+        elif slot in _INDEXED_SLOTS:
+            kind, _, index = str(value).partition("-")
+            if kind not in normalized or (index and not _holds_number(int(index), numbers)):
                 missing.append(slot)
         elif slot in _LITERAL_SLOTS:
             if str(value).lower() not in normalized:

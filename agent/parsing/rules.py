@@ -107,6 +107,10 @@ COMPARE = re.compile(
     r"(?:my|the|our|these) )?(?:runs?|jobs?|models?|ones?)\b.{0,30}\b(?:best|better|highest|"
     r"lowest|top))\b"
 )
+SWEEP_REFERENCE = re.compile(
+    r"\b(?:the|that|this|my|our|last|latest|newest|previous|its)\s+(?:\w+\s+)?sweep\b"
+)
+"""A sweep that exists, named as the object of another verb."""
 REGISTER = re.compile(r"\b(?:register|registry|promote|publish|alias|tag (?:it|the model) as)\b")
 LIST = re.compile(
     r"\b(?:list|show|see|what|which|any|all|my|recent|running|active|pending|failed|finished|"
@@ -167,7 +171,7 @@ JOB_AFTER_VERB = re.compile(
 # cancel acts on one training job: "stop the mlflow server" or "kill all processes" is not one.
 CANCEL_OBJECT = re.compile(
     r"\b(?:cancel|abort|kill|terminate|stop|halt)\b[\s:]+(?:it|this|that|latest|last|current|newest|"
-    r"(?:[\w-]+\s+){0,3}(?:jobs?|runs?|training|trainings|one)|[a-z0-9]+(?:-[a-z0-9]+)+)\b"
+    r"(?:[\w-]+\s+){0,3}(?:jobs?|runs?|training|trainings|one|sweeps?)|[a-z0-9]+(?:-[a-z0-9]+)+)\b"
 )
 BULK = re.compile(r"\b(?:all|every|everything|each|any)\b")
 DELETE = re.compile(r"\b(?:delete|remove|destroy|wipe|nuke|purge|erase|rm)\b")
@@ -229,6 +233,12 @@ SCHEDULER_WORDS: list[tuple[Scheduler, str]] = [
         r"\bfifo\b|\bno early stopping\b|\bwithout early stopping\b|\brun (?:them|all) to the end\b",
     ),
 ]
+SEARCH_WORDS: list[tuple[str, str]] = [
+    ("grid", r"\bgrid(?:[- ]search(?:ed)?)?\b|\b(?:every|all|each) (?:combination|point)s?\b"),
+    ("optuna", r"\boptuna\b|\btpe\b|\bbayesian(?: optimi[sz]ation| search)?\b|\bmodel-based\b"),
+    ("random", r"\brandom(?:ly)?(?: search| sampl\w*)?\b"),
+]
+"""How the trials' configurations are chosen (the Request's `search`)."""
 CUES: dict[Intent, list[tuple[re.Pattern[str], float]]] = {
     "sweep": [(SWEEP, 5)],
     "register": [(REGISTER, 5)],
@@ -317,6 +327,11 @@ def parse(text: str) -> Request:
             'I cancel one training job at a time; say which, e.g. "cancel cnn-mnist-3f2a" '
             'or "cancel the latest job".'
         )
+    if intent == "cancel" and (replica := _replica(t)) is not None:
+        return _unknown(
+            f"I cancel whole jobs and sweeps, not one part ({replica}): a sweep's scheduler "
+            'stops its trials; say "cancel the sweep" to stop all of it.'
+        )
     if NEGATIVE_COUNT.search(t):
         return _out_of_range("Counts (epochs, GPUs, nodes, trials, lines) can't be negative.")
     if NEGATIVE_MONEY.search(t):
@@ -404,6 +419,22 @@ def _bad_job_references(original: str) -> list[refusals.Refusal]:
     return found
 
 
+REPLICA = re.compile(
+    r"\b(?P<kind>trial|master|worker|node|trainer)\s*(?:-|#|no\.?|number)?\s*(?P<index>\d{1,5})\b"
+    r"|\b(?P<driver>driver)\b"
+)
+
+
+def _replica(t: str) -> str | None:
+    """Whose logs: "trial 3", "trial-3", "worker #1", "the driver"."""
+    match = REPLICA.search(t)
+    if match is None:
+        return None
+    if match.group("driver"):
+        return "driver"
+    return f"{match.group('kind')}-{int(match.group('index'))}"
+
+
 def _namespace_problem(t: str) -> str | None:
     """A namespace asked for that is not a namespace name at all (the policy decides on the
     rest)."""
@@ -427,6 +458,13 @@ def _intent(t: str) -> Intent:
         score[intent] = sum(weight for pattern, weight in patterns if pattern.search(cues))
     if score["sweep"] and not (has_subject or re.search(r"\b(?:sweep|tune|trials|search)\b", t)):
         score["sweep"] = 0.0
+    if (
+        score["sweep"]
+        and SWEEP_REFERENCE.search(t)
+        and not _sweep_params(t)
+        and any(score[i] for i in ("register", "compare", "cancel", "cost", "logs", "diagnose"))
+    ):
+        score["sweep"] = 0.0  # "register the best model from the sweep": a sweep that ran
     if score["sweep"] == 0 and _sweep_params(t) and has_subject:
         score["sweep"] = 5.0
     epochs = re.search(r"\b\d+\s*(?:epochs?|eps?)\b|\bepochs?\s*[=:]", t) is not None
@@ -524,7 +562,12 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
             or _period(t)
             or re.search(r"\bexperiments?\b|\b(?:in )?total\b|\boverall\b|\baltogether\b", t)
         )
-        if intent == "register" and job in (None, "latest") and BEST.search(t):
+        if (
+            intent == "register"
+            and job in (None, "latest")
+            and BEST.search(t)
+            and not SWEEP_REFERENCE.search(t)  # "the best model from the sweep": its best trial
+        ):
             job = "best"
         if about_many and job == "latest":
             job = None  # "how much would it cost to train ..." asks for an estimate
@@ -538,6 +581,7 @@ def _slots(t: str, original: str, intent: Intent) -> dict[str, Any]:
         counted = COUNT.search(t) if not slots["jobs"] else None
         slots["count"] = as_int(counted.group(1) or counted.group(2)) if counted else None
     if intent == "logs":
+        slots["replica"] = _replica(t)
         slots["lines"] = _int(
             t,
             r"\b(?:last|tail|final|first)\s*" + NUMBER + r"\s*(?:log\s+)?lines?\b",
@@ -676,7 +720,11 @@ def _job(t: str) -> str | None:
         return m.group(1)
     if (m := JOB_NAMED.search(t)) and m.group(1) not in NOT_JOB_NAMES:
         return m.group(1)
-    if (m := JOB_AFTER_VERB.search(t)) and not _names_a_model_or_dataset(m.group(1)):
+    if (
+        (m := JOB_AFTER_VERB.search(t))
+        and not _names_a_model_or_dataset(m.group(1))
+        and not REPLICA.fullmatch(m.group(1))  # "logs of trial-2": a replica of the job
+    ):
         return m.group(1)
     if LATEST.search(t):
         return "latest"
@@ -742,6 +790,7 @@ def _sweep(t: str) -> dict[str, Any]:
         + r"\b",
     )
     out["scheduler"] = first(SCHEDULER_WORDS, t)
+    out["search"] = first(SEARCH_WORDS, t)
     metric, mode = _objective(t)
     out["metric"], out["mode"] = metric, mode
     out["params"] = _sweep_params(t) or None
@@ -799,8 +848,8 @@ def _sweep_params(t: str) -> dict[str, ParamRange | ParamChoice]:
         for m in re.finditer(pattern, t):
             name = PARAM_NAMES[m.group(1)]
             low, high = sorted((float(m.group(2)), float(m.group(3))))
-            if low == high or name in params:
-                continue
+            if name in params:
+                continue  # an empty range (low == high) is kept: the plan refuses it, says why
             said = m.group(0)
             if re.search(r"\blog", said):  # the scale as said, else by the parameter and span
                 log = low > 0

@@ -140,8 +140,10 @@ async def test_out_of_scope_and_hard_caps_launch_nothing(agent_home: Path) -> No
         assert capped.facts["error_kind"] == "refused" and capped.facts["phase"] is None
         vague = await agent.ask("safety", "train something for 3 epochs")
         assert "with which model" in vague.answer and "which dataset" in vague.answer
-        sweep = await agent.ask("safety", "sweep lr from 1e-4 to 1e-1 for a cnn on mnist")
-        assert "Sweeps need the Ray Tune backend" in sweep.answer
+        sweep = await agent.ask(
+            "safety", "sweep lr from 1e-4 to 1e-1 for a cnn on mnist on 10000 GPUs"
+        )
+        assert sweep.facts["launched"] is False and "Not launched" in sweep.answer
         nothing = await agent.ask("safety", "why did it fail?")
         assert "there are no jobs yet" in nothing.answer
     assert jobs_in(agent_home) == []
