@@ -1,5 +1,6 @@
 """k8s/ as the tests read it: the base's files, overlays built by kustomize, and validation of
-every object against its schema (Kubernetes' own, or a CRD's under tests/k8s/crds/)."""
+every object against its schema (Kubernetes' own, a CRD's under tests/k8s/crds/, or that of a
+CRD the test API server loads: KubeRay's, Kubeflow's)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from tests.kube_api.fixture import crd_text
 from tests.support import REPO
 
 K8S = REPO / "k8s"
@@ -122,8 +124,28 @@ def crd_schema(api_version: str, kind: str) -> Path:
 
 
 @functools.cache
+def custom_resource_schema(api_version: str, kind: str) -> dict | None:
+    """A custom resource's schema: the file crd_schema names, else the openAPIV3Schema of its
+    version in the CRD the test API server loads (<group>_<plural>.yaml, from ../shared/crds or
+    the copies vendored in tests/kube_api/crds); None for a kind no CRD here defines."""
+    path = crd_schema(api_version, kind)
+    if path.exists():
+        return yaml.safe_load(path.read_text())
+    group, _, version = api_version.rpartition("/")
+    try:
+        crd = yaml.safe_load(crd_text(f"{group}_{kind.lower()}s.yaml"))
+    except FileNotFoundError:
+        return None
+    if crd["spec"]["names"]["kind"] != kind:
+        return None
+    versions = {v["name"]: v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"]}
+    return versions.get(version)
+
+
+@functools.cache
 def crd_validator(api_version: str, kind: str) -> jsonschema.Draft7Validator:
-    schema = yaml.safe_load(crd_schema(api_version, kind).read_text())
+    schema = custom_resource_schema(api_version, kind)
+    assert schema is not None, f"no schema for {kind} ({api_version}) in {CRDS} or the CRDs"
     return jsonschema.Draft7Validator(_strict(schema))
 
 
@@ -133,7 +155,82 @@ def validate(document: dict) -> None:
     document = copy.deepcopy(document)
     if document["kind"] in CLUSTER_SCOPED:
         document["metadata"].pop("namespace", None)
-    if crd_schema(document["apiVersion"], document["kind"]).exists():
+    if custom_resource_schema(document["apiVersion"], document["kind"]) is not None:
         crd_validator(document["apiVersion"], document["kind"]).validate(document)
     else:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def ray_pods(cluster: dict) -> list[dict]:
+    """The Pods KubeRay 1.7 makes of a RayCluster, as far as Pod Security goes, for checkov
+    (which reads no CRDs): the head with the autoscaler container that autoscalerOptions
+    configures, one pod of each worker group with the wait-gcs-ready init container, which
+    takes the Ray container's securityContext, and the probes KubeRay gives Ray containers
+    (ray-operator/controllers/ray/common/pod.go)."""
+    name, spec = cluster["metadata"]["name"], cluster["spec"]
+    probe = {"httpGet": {"path": "/api/healthz", "port": 52365}, "periodSeconds": 5}
+
+    def pod(template: dict, node_type: str, group: str) -> dict:
+        pod_spec = copy.deepcopy(template["spec"])
+        ray = pod_spec["containers"][0]
+        ray.setdefault("livenessProbe", probe)
+        ray.setdefault("readinessProbe", probe)
+        labels = {
+            **template.get("metadata", {}).get("labels", {}),
+            "ray.io/cluster": name,
+            "ray.io/node-type": node_type,
+            "ray.io/group": group,
+        }
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{name}-{group}-{node_type}",
+                "namespace": cluster["metadata"]["namespace"],
+                "labels": labels,
+            },
+            "spec": pod_spec,
+        }
+
+    head = pod(spec["headGroupSpec"]["template"], "head", "headgroup")
+    if spec.get("enableInTreeAutoscaling"):
+        options = spec.get("autoscalerOptions", {})
+        default_resources = {"cpu": "500m", "memory": "512Mi"}
+        autoscaler = {
+            "name": "autoscaler",
+            "image": options.get("image", head["spec"]["containers"][0]["image"]),
+            "imagePullPolicy": options.get("imagePullPolicy", "IfNotPresent"),
+            "command": ["/bin/bash", "-lc", "--"],
+            "args": ["ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME)"],
+            "env": options.get("env", []),
+            "volumeMounts": options.get("volumeMounts", []),
+            "resources": options.get(
+                "resources", {"requests": default_resources, "limits": default_resources}
+            ),
+        }
+        if "securityContext" in options:
+            autoscaler["securityContext"] = options["securityContext"]
+        head["spec"]["containers"].append(autoscaler)
+        head["spec"].setdefault("serviceAccountName", name)
+    pods = [head]
+    for group in spec.get("workerGroupSpecs", []):
+        worker = pod(group["template"], "worker", group["groupName"])
+        ray = worker["spec"]["containers"][0]
+        wait = {
+            "name": "wait-gcs-ready",
+            "image": ray["image"],
+            "imagePullPolicy": ray.get("imagePullPolicy", "IfNotPresent"),
+            "command": ["/bin/bash", "-lc", "--"],
+            "args": [f"until ray health-check --address {name}-head-svc:6379; do sleep 5; done"],
+            "env": ray.get("env", []),
+            "volumeMounts": ray.get("volumeMounts", []),
+            "resources": {
+                "requests": {"cpu": "200m", "memory": "256Mi"},
+                "limits": {"cpu": "200m", "memory": "256Mi"},
+            },
+        }
+        if "securityContext" in ray:
+            wait["securityContext"] = ray["securityContext"]
+        worker["spec"].setdefault("initContainers", []).append(wait)
+        pods.append(worker)
+    return copy.deepcopy(pods)  # nothing shared: YAML dumps would print aliases

@@ -48,9 +48,7 @@ def as_cilium(spec: dict) -> dict:
         if peers is None:
             out["fromEntities"] = ["all"]
         else:
-            if any(set(peer) != {"podSelector"} for peer in peers):
-                raise NotImplementedError(f"translate the peers {peers} too")
-            out["fromEndpoints"] = [peer["podSelector"] for peer in peers]
+            out["fromEndpoints"] = [_endpoints(peer) for peer in peers]
         if "ports" in rule:
             ports = []
             for port in rule["ports"]:
@@ -61,6 +59,17 @@ def as_cilium(spec: dict) -> dict:
             out["toPorts"] = [{"ports": ports}]
         rules.append(out)
     return {"endpointSelector": spec["podSelector"], "ingress": rules or [{}]}
+
+
+def _endpoints(peer: dict) -> dict:
+    """A podSelector peer; with an empty namespaceSelector, such pods of any namespace (Cilium
+    selects those by the namespace label every endpoint has)."""
+    if set(peer) == {"podSelector"}:
+        return peer["podSelector"]
+    if set(peer) == {"podSelector", "namespaceSelector"} and peer["namespaceSelector"] == {}:
+        any_namespace = {"key": "k8s:io.kubernetes.pod.namespace", "operator": "Exists"}
+        return {**peer["podSelector"], "matchExpressions": [any_namespace]}
+    raise NotImplementedError(f"translate the peer {peer} too")
 
 
 def test_each_cilium_policy_validates_against_the_crd_schema() -> None:

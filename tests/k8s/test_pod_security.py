@@ -25,6 +25,7 @@ from tests.k8s.manifests import (
     build,
     find,
     kustomization,
+    ray_pods,
 )
 from tests.support import REPO
 
@@ -34,8 +35,11 @@ WAIVED = {
     "CKV_K8S_43": "images are pinned by version tag, not digest: releases tag immutable images",
     "CKV_K8S_15": "IfNotPresent with immutable version tags; Always would pull at every restart",
     "CKV_K8S_35": "secrets as env vars: what jobs and MLflow use (HF, AWS SDK, libpq) reads env",
-    "CKV_K8S_38": "Prometheus mounts its token: it discovers the training pods through the API",
+    "CKV_K8S_38": "Prometheus and the Ray head mount their tokens: Prometheus discovers the "
+    "training pods through the API, the Ray autoscaler scales its workers through it",
 }
+# Pods, not Deployments: the rendered training pods, and the Ray pods as KubeRay makes them, whose
+# head holds KubeRay's autoscaler container, which has no probes (the Ray containers have theirs).
 WAIVED_FOR_TRAINING_PODS = {
     "CKV_K8S_8": "a training process serves no endpoint to probe; its supervisor watches it",
     "CKV_K8S_9": "nothing routes traffic to a training pod, so readiness means nothing there",
@@ -75,13 +79,17 @@ def rendered_pods() -> list[dict]:
 
 
 def shipped() -> list[dict]:
-    """k8s/base in the namespace kustomize gives it, and each overlay as kustomize builds it."""
+    """k8s/base in the namespace kustomize gives it, and each overlay as kustomize builds it,
+    with the Pods KubeRay makes of its RayClusters (checkov reads no CRDs)."""
     documents = [copy.deepcopy(d) for d in base_resources()]
     for document in documents:
         if document["kind"] not in CLUSTER_SCOPED:
             document["metadata"]["namespace"] = kustomization(BASE)["namespace"]
     for overlay in OVERLAYS:
-        documents += build(overlay)
+        built = build(overlay)
+        documents += built
+        for cluster in (d for d in built if d["kind"] == "RayCluster"):
+            documents += ray_pods(cluster)
     return documents
 
 
