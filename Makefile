@@ -82,6 +82,7 @@ lint: $(STAMP)
 bench: $(STAMP) prometheus
 	$(PY) bench/train_throughput.py
 	$(PY) bench/agent_overhead.py
+	$(PY) bench/sweep_efficiency.py
 
 # A cluster, the way a seed team drives one: k8s/cluster.sh does the work (its header lists the
 # settings: OVERLAY, TRAINOPS_NAMESPACE, ROLLOUT_TIMEOUT, MLFLOW_LOCAL_PORT, PROMETHEUS_LOCAL_PORT,
