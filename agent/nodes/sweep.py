@@ -42,7 +42,7 @@ def sweep_spec(request: Request, ctx: AgentContext) -> tuple[SweepSpec, list[str
     if request.nodes and request.nodes > 1:
         raise SweepRefused(
             f"a trial runs on one node, so {request.nodes} nodes per trial can't be honoured; "
-            'ask for GPUs per trial instead (e.g. "2 GPUs per trial")'
+            'ask for more trials at once instead (e.g. "4 at a time")'
         )
     params: dict[str, Any] = {}
     if request.params:
@@ -148,7 +148,7 @@ def estimate_sweep(
     )
 
 
-def trial_row(trial: TrialStatus, metric: str | None, epochs: int | None) -> dict[str, Any]:
+def trial_row(trial: TrialStatus, metric: str | None) -> dict[str, Any]:
     return {
         "trial": trial.name,
         "state": trial.state,
@@ -173,8 +173,8 @@ def sweep_facts(job: JobStatus) -> dict[str, Any]:
             "counts": sweep.counts,
             "metric": sweep.metric,
             "mode": sweep.mode,
-            "best": trial_row(best, sweep.metric, job.epochs) if best else None,
-            "trials": [trial_row(t, sweep.metric, job.epochs) for t in sweep.trials],
+            "best": trial_row(best, sweep.metric) if best else None,
+            "trials": [trial_row(t, sweep.metric) for t in sweep.trials],
             "trials_omitted": sweep.trials_omitted,
             "cost_usd": sweep.cost_usd,
             "saved_usd": sweep.saved_usd,
