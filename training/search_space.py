@@ -264,22 +264,8 @@ def build_tune_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SWEEP_FLAGS = (
-    "space",
-    "trials",
-    "max_concurrent",
-    "scheduler",
-    "search",
-    "metric",
-    "mode",
-    "grace_period",
-    "reduction_factor",
-    "cpus_per_trial",
-    "gpus_per_trial",
-    "usd_per_trial_hour",
-    "budget_usd",
-    "time_budget_s",
-)
+SWEEP_FLAGS: Final = tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name != "seed")
+"""The entry point's flags that make the SweepConfig (its seed is the training config's)."""
 
 
 def parse_sweep(argv: list[str]) -> tuple[TrainConfig, SweepConfig, str]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from training.config import TrainConfig
 from training.errors import CONFIG_ERROR_EXIT, ConfigError
 from training.search_space import (
+    TUNABLE,
     Choice,
     Param,
     Range,
@@ -186,8 +187,6 @@ def _param_space(space: dict[str, Param], search: str) -> dict[str, Any]:
     from ray import tune
 
     def sample(name: str, param: Param) -> Any:
-        from training.search_space import TUNABLE
-
         if isinstance(param, Choice):
             values = list(param.values)
             return tune.grid_search(values) if search == "grid" else tune.choice(values)

@@ -243,15 +243,8 @@ def _container(
         ports=ports,
         resources=_resources(spec),
         volume_mounts=mounts,
-        # The restricted Pod Security Standard: nothing to escalate to, no capabilities, a
-        # read-only root filesystem (the volumes are where the job writes).
-        security_context=client.V1SecurityContext(
-            allow_privilege_escalation=False,
-            capabilities=client.V1Capabilities(drop=["ALL"]),
-            read_only_root_filesystem=True,
-            run_as_non_root=True,
-            seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
-        ),
+        # A read-only root filesystem too: the volumes are where the job writes.
+        security_context=_restricted_container(read_only_root=True),
     )
 
 
@@ -276,13 +269,7 @@ def _pod_template(
             # No API access; non-root, with the volumes writable by the training image's user.
             service_account_name=ctx.policy.service_account,
             automount_service_account_token=False,
-            security_context=client.V1PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=TRAINER_UID,
-                run_as_group=TRAINER_UID,
-                fs_group=TRAINER_UID,
-                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
-            ),
+            security_context=_restricted_pod(),
             node_selector=_node_selector(spec, ctx) if gpu else None,
             tolerations=[client.V1Toleration(**t) for t in ctx.policy.gpu_tolerations]
             if gpu
@@ -292,7 +279,7 @@ def _pod_template(
     return template
 
 
-def _node_selector(spec: TrainingJobSpec, ctx: RenderContext) -> dict[str, str] | None:
+def _node_selector(spec: TrainingJobSpec | SweepSpec, ctx: RenderContext) -> dict[str, str] | None:
     """The policy's GPU node selector, plus the GPU product of the type the spec asks for."""
     selector = dict(ctx.policy.gpu_node_selector)
     if spec.gpu_type is not None:
@@ -528,11 +515,6 @@ def _ray_pod(
         volume_mounts=mounts,
         security_context=_restricted_container(),
     )
-    selector: dict[str, str] | None = None
-    if gpus:
-        selector = dict(ctx.policy.gpu_node_selector)
-        if spec.gpu_type is not None:
-            selector[GPU_PRODUCT_LABEL] = ctx.policy.gpu_product(spec.gpu_type)
     template = client.V1PodTemplateSpec(
         metadata=client.V1ObjectMeta(labels=_labels(spec, job_id)),
         spec=client.V1PodSpec(
@@ -541,7 +523,7 @@ def _ray_pod(
             service_account_name=ctx.policy.service_account,
             automount_service_account_token=False,
             security_context=_restricted_pod(),
-            node_selector=selector or None,
+            node_selector=_node_selector(spec, ctx) if gpus else None,
             tolerations=[client.V1Toleration(**t) for t in ctx.policy.gpu_tolerations]
             if gpus
             else None,
@@ -573,16 +555,19 @@ def _submitter_pod(spec: SweepSpec, job_id: str, ctx: RenderContext) -> dict[str
     return _api.sanitize_for_serialization(template)
 
 
-def _restricted_container() -> client.V1SecurityContext:
+def _restricted_container(read_only_root: bool | None = None) -> client.V1SecurityContext:
+    """The restricted Pod Security Standard: nothing to escalate to, no capabilities."""
     return client.V1SecurityContext(
         allow_privilege_escalation=False,
         capabilities=client.V1Capabilities(drop=["ALL"]),
+        read_only_root_filesystem=read_only_root,
         run_as_non_root=True,
         seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
     )
 
 
 def _restricted_pod() -> client.V1PodSecurityContext:
+    """Non-root, with the volumes writable by the training image's user."""
     return client.V1PodSecurityContext(
         run_as_non_root=True,
         run_as_user=TRAINER_UID,
